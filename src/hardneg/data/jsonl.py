@@ -22,8 +22,9 @@ def require_file(path: str | Path, what: str, fix: str) -> Path:
     return p
 
 
-def iter_jsonl(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_jsonl(path: Path, *, max_line_bytes: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (1-based line number, object) for every non-blank line; raise HardnegError on bad lines."""
+    max_line_bytes = max_line_bytes or MAX_LINE_BYTES
     with open(path, "rb") as fh:
         lineno = 0
         while True:
@@ -32,7 +33,7 @@ def iter_jsonl(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[
                 return
             lineno += 1
             if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
-                raise HardnegError(f"line is longer than {max_line_bytes // (1024 * 1024)} MiB", where=path,
+                raise HardnegError(f"line is longer than {max_line_bytes:,} bytes", where=path,
                                    line=lineno, fix="put one JSON object per line (is a newline missing?)")
             try:
                 text = raw.decode("utf-8")
