@@ -47,8 +47,14 @@ def _cache(cache: Path | None) -> Path:
     return cache if cache is not None else default_cache_dir()
 
 
-MINE_HELP = "Mine hard negatives with one teacher and one or more strategies (encode and search once).\n\n" + (
-    strategy_mod.__doc__ or "")
+def _verbatim(text: str) -> str:
+    """Keep a docstring's layout in --help (click rewraps paragraphs unless they start with \\b)."""
+    paras = [p.strip("\n") for p in text.strip().split("\n\n")]
+    return "\n\n".join("\b\n" + p for p in paras if p.strip())
+
+
+MINE_HELP = ("Mine hard negatives with one teacher and one or more strategies (encode and search once).\n\n"
+             + _verbatim((strategy_mod.__doc__ or "").split("\n\n", 1)[1]))
 
 
 @app.command(help=MINE_HELP)
@@ -108,6 +114,135 @@ def _print_mine_table(summary: dict) -> None:
         t.add_row(name, str(s["rows"]), str(s["rows_short"]), str(s["rows_empty"]), f"{removed:.1f}",
                   fmt(s["pos_score"]["q50"]), fmt(s["top1_neg_score"]["q50"]), fmt(s["pos_minus_top1_neg"]["q50"]))
     out_console.print(t)
+
+
+@app.command(help="Evaluate a model on a BEIR split with BEIR-exact metrics (pytrec_eval): nDCG@10, Recall@100, "
+                  "MRR@10 and more. Exact search over the whole corpus.")
+def evaluate(
+    model: Annotated[str, typer.Option(help="Alias (minilm, mpnet, minilm-int8, hash), model folder or hub id.")],
+    data: Annotated[str, typer.Option(help="BEIR folder or BEIR dataset name.")],
+    split: Annotated[str, typer.Option(help="Qrels split; its qrels define the query set.")] = "test",
+    out: Annotated[Optional[Path], typer.Option(help="Folder for metrics.json, per_query.json and run.trec.")] = None,
+    query_prompt: Annotated[str, typer.Option(help="Text prepended to every query.")] = "",
+    doc_prompt: Annotated[str, typer.Option(help="Text prepended to every document.")] = "",
+    max_seq_length: Annotated[Optional[int], typer.Option(help="Truncation in tokens [default: the model's].")] = None,
+    batch_size: Annotated[int, typer.Option(help="Encoding batch size.")] = 32,
+    depth: Annotated[int, typer.Option(help="Results kept per query in the run (BEIR uses 1000).")] = 1000,
+    ignore_identical_ids: Annotated[Optional[bool], typer.Option(
+        help="Drop a result whose id equals the query id [default: from the dataset descriptor; on for ArguAna, "
+             "Quora].")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow a hub model's own Python code.")] = False,
+    cache: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    _setup(quiet)
+    from hardneg.data.load import load_dataset
+    from hardneg.encode.encoder import EncoderSpec
+    from hardneg.evaluate.pipeline import evaluate_model, write_eval
+
+    spec = EncoderSpec(model=model, query_prompt=query_prompt, doc_prompt=doc_prompt, max_seq_length=max_seq_length,
+                       batch_size=batch_size, trust_remote_code=trust_remote_code)
+    if depth < 1:
+        raise HardnegError(f"depth must be >= 1, got {depth}", fix="use e.g. --depth 1000")
+    if out is not None and out.exists() and not out.is_dir():
+        raise HardnegError("the output folder is an existing file", where=out, fix="pass a folder path for --out")
+    cache_dir = _cache(cache)
+    dataset = load_dataset(data, split, cache_dir=cache_dir)
+    res = evaluate_model(spec, dataset, cache_dir=cache_dir, depth=depth, ignore_identical_ids=ignore_identical_ids,
+                         progress=not quiet)
+    if out is not None:
+        write_eval(res, out, {"model": spec.to_dict(), "dataset": dataset.name, "split": split, "depth": depth})
+    t = Table(title=f"{model} on {dataset.name}/{split} ({res.metrics['n_queries']} queries)")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k, v in res.metrics.items():
+        if k != "n_queries":
+            t.add_row(k, f"{v:.4f}")
+    out_console.print(t)
+
+
+@app.command(help="Fine-tune a student on a mined JSONL (the project format written by `hardneg mine`) with "
+                  "contrastive InfoNCE over the positive, the hard negatives and in-batch negatives.")
+def train(
+    mined: Annotated[Path, typer.Option(help="mined.jsonl written by `hardneg mine`.")],
+    out: Annotated[Path, typer.Option(help="Output folder: a sentence-transformers model + train_config.json + "
+                                           "loss_curve.json/png.")],
+    student: Annotated[str, typer.Option(help="Alias, model folder or hub id.")] = "minilm",
+    n_negatives: Annotated[Optional[int], typer.Option(help="Hard negatives per row [default: the most any row has].")] = None,
+    short_rows: Annotated[str, typer.Option(help="Rows short of n negatives: drop, or pad with other rows' negatives.")] = "drop",
+    in_batch_negatives: Annotated[bool, typer.Option(help="Also use the other documents of the batch as negatives.")] = True,
+    temperature: Annotated[float, typer.Option(help="InfoNCE temperature (scale = 1/temperature; 0.05 = scale 20).")] = 0.05,
+    loss: Annotated[str, typer.Option(help="infonce, or cached_infonce (GradCache: large batches in small memory).")] = "infonce",
+    mini_batch_size: Annotated[int, typer.Option(help="cached_infonce: rows per forward pass.")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="AdamW learning rate.")] = 2e-5,
+    warmup_ratio: Annotated[float, typer.Option(help="Linear warm-up as a fraction of the steps.")] = 0.1,
+    epochs: Annotated[float, typer.Option(help="Training epochs.")] = 1.0,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps (overrides epochs).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Queries per batch.")] = 32,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
+    query_max_length: Annotated[int, typer.Option(help="Query truncation in tokens.")] = 64,
+    doc_max_length: Annotated[int, typer.Option(help="Document truncation in tokens.")] = 256,
+    query_prompt: Annotated[str, typer.Option(help="Text prepended to queries.")] = "",
+    doc_prompt: Annotated[str, typer.Option(help="Text prepended to documents.")] = "",
+    seed: Annotated[int, typer.Option(help="Seed of shuffling, padding and initialisation.")] = 0,
+    lora: Annotated[bool, typer.Option(help="Train LoRA adapters (peft) instead of all weights; merged on save.")] = False,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank (NV-Retriever-v1: 16).")] = 16,
+    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha (NV-Retriever-v1: 32).")] = 32,
+    report_to: Annotated[Optional[list[str]], typer.Option(help="Trainer loggers, repeatable: tensorboard, wandb, ...")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    _setup(quiet)
+    from hardneg.data.mined import read_mined
+    from hardneg.train.config import TrainConfig
+    from hardneg.train.trainer import train as train_fn
+
+    cfg = TrainConfig.from_dict(dict(
+        student=student, n_negatives=n_negatives, short_rows=short_rows, in_batch_negatives=in_batch_negatives,
+        temperature=temperature, loss=loss, mini_batch_size=mini_batch_size, learning_rate=learning_rate,
+        warmup_ratio=warmup_ratio, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
+        query_max_length=query_max_length, doc_max_length=doc_max_length, query_prompt=query_prompt,
+        doc_prompt=doc_prompt, seed=seed, lora=lora, lora_rank=lora_rank, lora_alpha=lora_alpha,
+        report_to=tuple(report_to or ())))
+    if out.exists() and not out.is_dir():
+        raise HardnegError("the output folder is an existing file", where=out, fix="pass a folder path for --out")
+    rows = read_mined(mined)
+    train_fn(rows, cfg, out, progress=not quiet)
+    console.print(f"wrote {out}")
+
+
+RUN_HELP = ("Mine -> train -> evaluate from one TOML config, with section.key=value overrides. Each stage is "
+            "stored under a folder named by the hash of its spec and skipped when it exists, so a killed run "
+            "resumes. Prints base vs fine-tuned metrics and writes results.json.")
+
+
+@app.command(help=RUN_HELP + "\n\n" + _verbatim((__import__("hardneg.experiments.config", fromlist=["x"]).__doc__
+                                                  or "").split("\n\n", 1)[1]))
+def run(
+    config: Annotated[Path, typer.Argument(help="TOML config, e.g. configs/scifact.toml.")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="section.key=value, e.g. train.epochs=2.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    _setup(quiet)
+    import json
+
+    from hardneg.experiments.config import load_config
+    from hardneg.experiments.run import METRICS, run_pipeline
+
+    cfg = load_config(config, list(overrides or []))
+    console.print("resolved config:")
+    console.print_json(json.dumps(cfg.to_dict()))
+    res = run_pipeline(cfg, progress=not quiet)
+    t = Table(title=f"{cfg.train.student}: base vs fine-tuned ({cfg.mine.strategy}, teacher {cfg.teacher.model})")
+    t.add_column("split")
+    t.add_column("metric")
+    for col in ("base", "fine-tuned", "delta"):
+        t.add_column(col, justify="right")
+    for split, m in res["metrics"].items():
+        for k in METRICS:
+            b, f = m["base"][k], m["finetuned"][k]
+            t.add_row(split, k, f"{b:.4f}", f"{f:.4f}", f"{f - b:+.4f}")
+    out_console.print(t)
+    console.print(f"results: {Path(cfg.run.out) / 'results.json'}  timings (s): {res['timings']}")
 
 
 def main() -> None:

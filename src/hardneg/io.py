@@ -119,6 +119,10 @@ def write_jsonl(path: str | Path, rows: Any) -> int:
     return n
 
 
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
 def write_npy(path: str | Path, arr: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:

@@ -5,7 +5,7 @@ A strategy is zero or more *filters* followed by one *selector*, joined by ``+``
     percpos(0.95)+topk(4)        shift(10)+topk(4)        abs(0.7)+sampled(10,4)
     marginpos(0.05,ref=row)+topk(4)        percpos(0.95)+top1+sampled(10,4)        none
 
-Rules (the paper's, see ``hardneg mine --help``); candidates are the teacher's ranking with every positive
+Rules (the paper's); candidates are the teacher's ranking with every positive
 removed, in score order (ties: corpus row ascending):
 
 - ``shift(N)``      drop the first N candidates by raw rank (before any other filter), as in the paper.

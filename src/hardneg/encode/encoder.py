@@ -1,0 +1,314 @@
+"""Encoder spec, the Encoder protocol, and the sentence-transformers backend.
+
+An encoder turns texts into float32 vectors [n, dim] and has a ``fingerprint()`` that changes whenever its
+output could change; the embedding cache (``cache.py``) keys on it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from hardneg.encode.models import ALIASES, MINILM_INT8, memo_sha256, parse_hash_alias, resolve_model
+from hardneg.errors import HardnegError
+from hardneg.io import sha256_bytes, stable_hash
+
+log = logging.getLogger("hardneg")
+
+Kind = Literal["query", "doc"]
+KINDS: tuple[str, ...] = ("query", "doc")
+DTYPES: tuple[str, ...] = ("float32", "float16")
+BACKENDS: tuple[str, ...] = ("torch", "onnx")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx")
+CONFIG_SUFFIXES = (".json", ".txt", ".model")  # configs, tokenizer files, sentencepiece models
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """How to encode: model, prompts, truncation, batching, normalisation, storage dtype, backend."""
+
+    model: str
+    query_prompt: str = ""
+    doc_prompt: str = ""
+    max_seq_length: int | None = None  # None = the model's default
+    batch_size: int = 32
+    normalize: bool = True
+    dtype: Literal["float32", "float16"] = "float32"  # storage dtype of cached embeddings
+    backend: Literal["torch", "onnx"] = "torch"
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise HardnegError(f"encoder model must be a non-empty string, got {self.model!r}",
+                               fix=f"pass a local folder, a hub id or an alias ({', '.join(ALIASES)})")
+        for name in ("query_prompt", "doc_prompt"):
+            if not isinstance(getattr(self, name), str):
+                raise HardnegError(f"encoder {name} must be a string, got {getattr(self, name)!r}",
+                                   fix=f'set {name} = "" for no prompt')
+        if self.max_seq_length is not None and not _is_pos_int(self.max_seq_length):
+            raise HardnegError(f"encoder max_seq_length must be a positive integer, got {self.max_seq_length!r}",
+                               fix="use e.g. max_seq_length = 256, or leave it unset for the model default")
+        if not _is_pos_int(self.batch_size):
+            raise HardnegError(f"encoder batch_size must be a positive integer, got {self.batch_size!r}",
+                               fix="use e.g. batch_size = 32")
+        for name in ("normalize", "trust_remote_code"):
+            if not isinstance(getattr(self, name), bool):
+                raise HardnegError(f"encoder {name} must be true or false, got {getattr(self, name)!r}",
+                                   fix=f"set {name} = true or {name} = false")
+        if self.dtype not in DTYPES:
+            raise HardnegError(f"encoder dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}",
+                               fix='use dtype = "float16" to halve the cache size, else "float32"')
+        if self.backend not in BACKENDS:
+            raise HardnegError(f"encoder backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}",
+                               fix='use backend = "torch" (or "onnx" with model "minilm-int8")')
+        if self.model == MINILM_INT8 and self.backend != "onnx":
+            object.__setattr__(self, "backend", "onnx")  # canonical form: this alias only exists as ONNX
+        if self.backend == "onnx" and self.model != MINILM_INT8:
+            raise HardnegError(f"backend 'onnx' is only available for model '{MINILM_INT8}', got {self.model!r}",
+                               fix=f'use backend = "torch", or model = "{MINILM_INT8}"')
+        if self.trust_remote_code and parse_hash_alias(self.model) is not None:
+            object.__setattr__(self, "trust_remote_code", False)  # no code to trust: keep one canonical form
+
+    def prompt(self, kind: Kind) -> str:
+        """The prompt prepended to texts of ``kind``."""
+        if kind == "query":
+            return self.query_prompt
+        if kind == "doc":
+            return self.doc_prompt
+        raise HardnegError(f"kind must be 'query' or 'doc', got {kind!r}", fix="pass kind='query' or kind='doc'")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EncoderSpec:
+        """Build a spec from a dict, rejecting unknown keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise HardnegError(f"unknown encoder setting(s): {', '.join(unknown)}",
+                               fix=f"use only: {', '.join(sorted(known))}")
+        return cls(**data)
+
+
+def _is_pos_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What every backend provides: a spec, an output dim, a fingerprint and ``encode``."""
+
+    spec: EncoderSpec
+    dim: int
+
+    def fingerprint(self) -> str:
+        """Hex string that changes whenever the output embeddings could change."""
+        ...
+
+    def encode(self, texts: Sequence[str], kind: Kind, *, progress: bool = True) -> np.ndarray:
+        """float32 [n, dim] C-contiguous; the prompt of ``kind`` is prepended."""
+        ...
+
+
+def check_texts(texts: Sequence[str]) -> None:
+    """Raise a HardnegError naming the first non-string text."""
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise HardnegError(f"text at row {i} is {type(t).__name__}, not a string",
+                               fix="replace missing texts by empty strings before encoding")
+
+
+def load_encoder(spec: EncoderSpec, cache_dir: Path | None = None) -> Encoder:
+    """Build the encoder a spec names: ``hash[:DIM]`` -> HashEncoder, ``minilm-int8`` -> ONNX, else ST."""
+    if parse_hash_alias(spec.model) is not None:
+        from hardneg.encode.fake import HashEncoder
+        return HashEncoder(spec)
+    if spec.backend == "onnx":
+        from hardneg.encode.onnx import OnnxEncoder  # lazy: onnxruntime is optional
+        return OnnxEncoder(spec)
+    return STEncoder(spec, cache_dir=cache_dir)
+
+
+# -- model folder identity ------------------------------------------------------------------------------------
+
+def _module_dirs(folder: Path) -> list[Path]:
+    """The model root plus every module folder listed in modules.json (where weights and configs live)."""
+    dirs = [folder]
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return dirs
+    for m in modules if isinstance(modules, list) else []:
+        sub = m.get("path") if isinstance(m, dict) else None
+        if sub and (folder / sub).is_dir():
+            dirs.append(folder / sub)
+    return dirs
+
+
+def _pooling_configs(folder: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for d in _module_dirs(folder)[1:]:
+        cfg = d / "config.json"
+        if cfg.is_file():
+            try:
+                out[d.name] = json.loads(cfg.read_text(encoding="utf-8"))
+            except ValueError:
+                out[d.name] = sha256_bytes(cfg.read_bytes())
+    return out
+
+
+def folder_identity(folder: Path, cache_dir: Path | None = None) -> dict[str, Any]:
+    """Content identity of a model folder: sha256 of weights, modules.json, pooling and tokenizer/config files.
+
+    Only the root and the module folders named in modules.json count (not e.g. ``onnx/`` or ``openvino/``
+    variants the torch backend never reads). Weight hashes are memoised by (abs path, size, mtime).
+    """
+    weights: dict[str, str] = {}
+    configs: dict[str, str] = {}
+    for d in _module_dirs(folder):
+        for f in sorted(d.iterdir()):
+            if not f.is_file() or f.name.startswith("."):
+                continue
+            rel = f.relative_to(folder).as_posix()
+            if f.suffix in WEIGHT_SUFFIXES:
+                weights[rel] = memo_sha256(f, cache_dir)
+            elif f.suffix in CONFIG_SUFFIXES and f.name != "README.md":
+                configs[rel] = sha256_bytes(f.read_bytes())
+    if not weights:
+        raise HardnegError("no weight files (*.safetensors, *.bin, *.onnx) in the model folder", where=folder,
+                           fix="pass a folder saved by sentence-transformers or transformers")
+    modules_json = folder / "modules.json"
+    modules = json.loads(modules_json.read_text(encoding="utf-8")) if modules_json.is_file() else None
+    return {"weights": weights, "modules": modules, "pooling": _pooling_configs(folder), "configs": configs}
+
+
+def _hub_snapshot(model_id: str) -> Path | None:
+    """The local snapshot folder sentence-transformers loaded ``model_id`` from, if it is in the HF cache."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    cache = os.environ.get("SENTENCE_TRANSFORMERS_HOME")
+    # sentence-transformers prefixes bare names with its organisation ("all-MiniLM-L6-v2").
+    candidates = [model_id] + ([f"sentence-transformers/{model_id}"] if "/" not in model_id else [])
+    for repo in candidates:
+        for fname in ("modules.json", "config.json"):
+            hit = try_to_load_from_cache(repo, fname, cache_dir=cache)
+            if isinstance(hit, str):
+                return Path(hit).parent
+    return None
+
+
+def _hub_revision(model_id: str) -> str | None:
+    try:
+        from huggingface_hub import HfApi
+        return HfApi().model_info(model_id).sha
+    except Exception:  # offline or unknown: the caller documents the weaker identity
+        return None
+
+
+# -- sentence-transformers backend ----------------------------------------------------------------------------
+
+class STEncoder:
+    """sentence-transformers backend (torch; CUDA if available, else CPU).
+
+    Fingerprint: for a local folder (aliases included), the sha256 of its weight files plus modules.json,
+    pooling and tokenizer/config files. For a hub id, the same over the snapshot folder in the local Hugging
+    Face cache that sentence-transformers loaded; if that folder cannot be found, the hub id plus the commit
+    sha from ``huggingface_hub`` (online only; offline the id alone, with a warning: a changed model under the
+    same id would then reuse stale cached embeddings).
+    """
+
+    def __init__(self, spec: EncoderSpec, cache_dir: Path | None = None) -> None:
+        self.spec = spec
+        self._cache_dir = cache_dir
+        self.source = resolve_model(spec.model, cache_dir)
+        self.is_local = Path(self.source).is_dir()
+        self.model = self._load()
+        self._set_max_seq_length()
+        dim = self.model.get_embedding_dimension()
+        if not dim:
+            raise HardnegError(f"cannot tell the embedding size of model {spec.model!r}", where=self.source,
+                               fix="use a sentence-transformers model with a Pooling module")
+        self.dim: int = int(dim)
+        self._fingerprint: str | None = None
+
+    def _load(self) -> Any:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            return SentenceTransformer(self.source, device=device, trust_remote_code=self.spec.trust_remote_code)
+        except Exception as exc:  # ST raises OSError, ValueError, HF errors...: all mean "cannot load this"
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            if self.is_local:
+                raise HardnegError(f"cannot load the model folder ({reason})", where=self.source,
+                                   fix="check that it was saved by sentence-transformers (modules.json) or "
+                                       "transformers (config.json + weights)") from exc
+            offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+            what = (f"model id {self.source!r} could not be loaded offline ({reason})" if offline
+                    else f"model id {self.source!r} could not be loaded ({reason})")
+            raise HardnegError(what, fix=f"pass a local model folder or an alias ({', '.join(ALIASES)})") \
+                from exc
+
+    def _set_max_seq_length(self) -> None:
+        want = self.spec.max_seq_length
+        if want is None:
+            return
+        limit = getattr(getattr(self.model.transformers_model, "config", None), "max_position_embeddings", None)
+        if isinstance(limit, int) and want > limit:
+            raise HardnegError(f"max_seq_length {want} exceeds the model's {limit} positions",
+                               where=self.source, fix=f"use max_seq_length <= {limit}")
+        self.model.max_seq_length = want
+
+    @property
+    def max_seq_length(self) -> int | None:
+        """The truncation length actually in effect."""
+        return self.model.max_seq_length
+
+    def _weights_identity(self) -> dict[str, Any]:
+        if self.is_local:
+            return folder_identity(Path(self.source), self._cache_dir)
+        snap = _hub_snapshot(self.source)
+        if snap is not None:
+            return folder_identity(snap, self._cache_dir)
+        rev = _hub_revision(self.source)
+        if rev is None:
+            log.warning("cannot identify the weights of %r (no local snapshot, no hub access): cached "
+                        "embeddings are keyed by its name only", self.source)
+        return {"hub_id": self.source, "revision": rev}
+
+    def fingerprint(self) -> str:
+        """Hex identity of weights, modules/pooling/tokenizer files, normalisation, truncation, prompts, dtype."""
+        if self._fingerprint is None:
+            s = self.spec
+            self._fingerprint = stable_hash({
+                "encoder": "sentence-transformers", "model": self._weights_identity(),
+                "normalize": s.normalize, "max_seq_length": self.max_seq_length,
+                "query_prompt": s.query_prompt, "doc_prompt": s.doc_prompt,
+                "dtype": s.dtype, "backend": s.backend,
+            }, n=32)
+        return self._fingerprint
+
+    def encode(self, texts: Sequence[str], kind: Kind, *, progress: bool = True) -> np.ndarray:
+        """float32 [n, dim] C-contiguous; the spec's prompt for ``kind`` is prepended by sentence-transformers."""
+        prompt = self.spec.prompt(kind)
+        check_texts(texts)
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # prompt="" (not None) on purpose: it also disables a model's default_prompt_name, so the spec is the
+        # whole truth about prompts.
+        emb = self.model.encode(list(texts), prompt=prompt, batch_size=self.spec.batch_size,
+                                show_progress_bar=progress, convert_to_numpy=True,
+                                normalize_embeddings=self.spec.normalize)
+        return np.ascontiguousarray(emb, dtype=np.float32)  # [n, dim]
+

@@ -1,0 +1,66 @@
+"""HashEncoder: a deterministic hashed bag-of-words encoder for tests and dry runs (``--teacher hash``)."""
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from hardneg.encode.encoder import EncoderSpec, check_texts
+from hardneg.encode.models import parse_hash_alias
+from hardneg.errors import HardnegError
+from hardneg.io import stable_hash
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+FAKE_VERSION = 1  # bump when the hashing rule changes: old cache entries must stop matching
+
+
+def words(text: str) -> list[str]:
+    """Lowercase word tokens (``\\w+``) of ``text``."""
+    return _WORD.findall(text.lower())
+
+
+def _bucket(word: str, dim: int) -> tuple[int, float]:
+    """blake2b(word) -> (bucket in [0, dim), sign +-1): the low bits pick the bucket, the top bit the sign."""
+    v = int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")
+    return v % dim, (-1.0 if v >> 63 else 1.0)
+
+
+class HashEncoder:
+    """Hashed bag of words: each word adds +-1 to one of ``dim`` buckets; L2-normalised if ``spec.normalize``."""
+
+    def __init__(self, spec: EncoderSpec) -> None:
+        dim = parse_hash_alias(spec.model)
+        if dim is None:
+            raise HardnegError(f"HashEncoder needs model 'hash' or 'hash:DIM', got {spec.model!r}",
+                               fix="use EncoderSpec(model='hash:64')")
+        self.spec = spec
+        self.dim = dim
+
+    def fingerprint(self) -> str:
+        """Hex identity of everything that shapes the output vectors."""
+        s = self.spec
+        return stable_hash({"encoder": "hash", "version": FAKE_VERSION, "dim": self.dim,
+                            "query_prompt": s.query_prompt, "doc_prompt": s.doc_prompt,
+                            "max_seq_length": s.max_seq_length, "normalize": s.normalize,
+                            "dtype": s.dtype, "backend": s.backend}, n=32)
+
+    def encode(self, texts: Sequence[str], kind: Literal["query", "doc"], *,
+               progress: bool = True) -> np.ndarray:
+        """Vectors [n, dim] float32; the prompt of ``kind`` is prepended; a text with no words gives zeros."""
+        prompt = self.spec.prompt(kind)
+        check_texts(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)  # [n, dim]
+        for row, text in enumerate(texts):
+            toks = words(prompt + text)
+            if self.spec.max_seq_length is not None:
+                toks = toks[: self.spec.max_seq_length]  # stands in for the tokenizer's truncation
+            for w in toks:
+                b, sign = _bucket(w, self.dim)
+                out[row, b] += sign
+        if self.spec.normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)  # [n, 1]
+            np.divide(out, norms, out=out, where=norms > 0)
+        return out

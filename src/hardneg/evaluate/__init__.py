@@ -1,0 +1,1 @@
+"""Retrieval evaluation: BEIR-exact metrics, TREC run files, paired significance tests."""

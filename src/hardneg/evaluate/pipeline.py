@@ -1,0 +1,54 @@
+"""Evaluate a model on a BEIR split: encode (cached), exact search over the whole corpus, BEIR-exact metrics."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hardneg.data.descriptors import descriptor_for
+from hardneg.encode.cache import encode_cached
+from hardneg.encode.encoder import EncoderSpec, load_encoder
+from hardneg.evaluate.metrics import build_run, compute_metrics, write_trec_run
+from hardneg.io import atomic_path, write_json
+from hardneg.search.exact import exact_search
+from hardneg.types import Dataset
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    metrics: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+    run: dict[str, dict[str, float]]
+    seconds: dict[str, float]
+
+
+def evaluate_model(spec: EncoderSpec, dataset: Dataset, *, cache_dir: Path | None, depth: int = 1000,
+                   ignore_identical_ids: bool | None = None, progress: bool = True) -> EvalResult:
+    """BEIR-exact nDCG@10, Recall@100 and MRR@10 (plus nDCG@1/5/100, Recall@10/1000) of ``spec`` on ``dataset``."""
+    if ignore_identical_ids is None:
+        ignore_identical_ids = descriptor_for(dataset.name).ignore_identical_ids
+    t = {}
+    t0 = time.perf_counter()
+    encoder = load_encoder(spec, cache_dir)
+    q_emb = encode_cached(encoder, dataset.queries.ids, dataset.queries.texts, "query", cache_dir, progress=progress)
+    d_emb = encode_cached(encoder, dataset.corpus.ids, dataset.corpus.encoding_texts, "doc", cache_dir,
+                          progress=progress)
+    t["encode"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    # One extra hit per query so that dropping an identical id still leaves `depth` results.
+    scores, idx = exact_search(q_emb, d_emb, depth + int(ignore_identical_ids), progress=progress)
+    run = build_run(dataset.queries.ids, dataset.corpus.ids, scores, idx, ignore_identical_ids=ignore_identical_ids)
+    if ignore_identical_ids:
+        run = {q: dict(list(docs.items())[:depth]) for q, docs in run.items()}
+    t["search"] = round(time.perf_counter() - t0, 3)
+    metrics, per_query = compute_metrics(dataset.qrels, run, ndcg_at=(1, 5, 10, 100), recall_at=(10, 100, 1000),
+                                         mrr_at=(10,))
+    return EvalResult(metrics, per_query, run, t)
+
+
+def write_eval(result: EvalResult, folder: Path, info: dict) -> None:
+    """``metrics.json`` (with ``info``), ``per_query.json`` and ``run.trec``, all in one atomic folder."""
+    with atomic_path(folder, is_dir=True) as tmp:
+        write_json(tmp / "metrics.json", {**info, "metrics": result.metrics})
+        write_json(tmp / "per_query.json", result.per_query)
+        write_trec_run(tmp / "run.trec", result.run)

@@ -1,0 +1,219 @@
+"""``hardneg run`` configuration: a TOML file plus ``section.key=value`` overrides, validated all at once.
+
+Sections (every key optional; defaults are the README's SciFact recipe)::
+
+    [data]      path, train_split, test_split, dev (fraction carved from train, a split name, or false), dev_seed
+    [teacher]   an encoder: model, query_prompt, doc_prompt, max_seq_length, batch_size, normalize, dtype, ...
+    [mine]      strategy, depth, seed
+    [train]     see hardneg.train.config.TrainConfig (student, epochs, batch_size, temperature, ...)
+    [evaluate]  max_seq_length, batch_size, depth, splits
+    [run]       out, cache
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hardneg.encode.encoder import EncoderSpec
+from hardneg.errors import ConfigErrors, HardnegError
+from hardneg.mining.strategy import Strategy, parse_strategy
+from hardneg.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class DataSection:
+    path: str = "../shared/data/scifact"
+    train_split: str = "train"
+    test_split: str = "test"
+    dev: float | str | bool = 0.1
+    dev_seed: int = 0
+
+    def __post_init__(self) -> None:
+        p = []
+        if not isinstance(self.path, str) or not self.path:
+            p.append(f"path={self.path!r}: must be a BEIR folder or dataset name")
+        for k in ("train_split", "test_split"):
+            if not isinstance(getattr(self, k), str) or not getattr(self, k):
+                p.append(f"{k}={getattr(self, k)!r}: must be a split name")
+        if isinstance(self.dev, bool):
+            if self.dev:
+                p.append("dev=true: give a fraction (e.g. 0.1), a split name, or false")
+        elif isinstance(self.dev, (int, float)):
+            if not 0 < self.dev < 1:
+                p.append(f"dev={self.dev!r}: a carved fraction must be between 0 and 1")
+        elif not isinstance(self.dev, str) or not self.dev:
+            p.append(f"dev={self.dev!r}: give a fraction (e.g. 0.1), a split name, or false")
+        if not _is_int(self.dev_seed):
+            p.append(f"dev_seed={self.dev_seed!r}: must be an integer")
+        if p:
+            raise ConfigErrors(p, where="data")
+
+
+@dataclass(frozen=True)
+class MineSection:
+    strategy: str = "percpos(0.95)+topk(4)"
+    depth: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        p = []
+        if not isinstance(self.strategy, str):
+            p.append(f"strategy={self.strategy!r}: must be a strategy string")
+        else:
+            try:
+                object.__setattr__(self, "strategy", str(parse_strategy(self.strategy)))  # canonical form
+            except HardnegError as exc:
+                p.append(f"strategy={self.strategy!r}: {exc.what}")
+        if not _is_int(self.depth) or self.depth < 1:
+            p.append(f"depth={self.depth!r}: must be an integer >= 1")
+        if not _is_int(self.seed):
+            p.append(f"seed={self.seed!r}: must be an integer")
+        if p:
+            raise ConfigErrors(p, where="mine")
+
+    @property
+    def parsed(self) -> Strategy:
+        return parse_strategy(self.strategy)
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    max_seq_length: int | None = 256
+    batch_size: int = 32
+    depth: int = 1000
+    splits: tuple[str, ...] = ("dev", "test")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.splits, list):
+            object.__setattr__(self, "splits", tuple(self.splits))
+        p = []
+        if self.max_seq_length is not None and (not _is_int(self.max_seq_length) or self.max_seq_length < 1):
+            p.append(f"max_seq_length={self.max_seq_length!r}: must be an integer >= 1")
+        for k in ("batch_size", "depth"):
+            if not _is_int(getattr(self, k)) or getattr(self, k) < 1:
+                p.append(f"{k}={getattr(self, k)!r}: must be an integer >= 1")
+        if not isinstance(self.splits, tuple) or not all(s in ("dev", "test") for s in self.splits) or not self.splits:
+            p.append(f"splits={list(self.splits) if isinstance(self.splits, tuple) else self.splits!r}: "
+                     "a list of 'dev' and/or 'test'")
+        if p:
+            raise ConfigErrors(p, where="evaluate")
+
+
+@dataclass(frozen=True)
+class RunSection:
+    out: str = "runs/scifact"
+    cache: str | None = None
+
+    def __post_init__(self) -> None:
+        p = []
+        if not isinstance(self.out, str) or not self.out:
+            p.append(f"out={self.out!r}: must be a folder path")
+        if self.cache is not None and (not isinstance(self.cache, str) or not self.cache):
+            p.append(f"cache={self.cache!r}: must be a folder path")
+        if p:
+            raise ConfigErrors(p, where="run")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataSection = field(default_factory=DataSection)
+    teacher: EncoderSpec = field(default_factory=lambda: EncoderSpec(model="minilm"))
+    mine: MineSection = field(default_factory=MineSection)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvalSection = field(default_factory=EvalSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            d = v.to_dict() if hasattr(v, "to_dict") else dataclasses.asdict(v)
+            out[f.name] = {k: list(x) if isinstance(x, tuple) else x for k, x in d.items()}
+        return out
+
+
+_SECTIONS: dict[str, type] = {"data": DataSection, "teacher": EncoderSpec, "mine": MineSection,
+                              "train": TrainConfig, "evaluate": EvalSection, "run": RunSection}
+_BASE = {"teacher": {"model": "minilm"}}  # required fields' defaults, to check other keys one by one
+
+
+def _build(name: str, cls: type, d: dict[str, Any], problems: list[str]) -> Any:
+    """Construct section ``name``, appending every problem (unknown keys and each bad value) to ``problems``."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    before = len(problems)
+    for k in sorted(set(d) - known):
+        problems.append(f"[{name}] unknown key {k!r} (valid: {', '.join(sorted(known))})")
+    good = {k: v for k, v in d.items() if k in known}
+    base = {**_BASE.get(name, {})}
+    for k, v in good.items():  # each key alone, so one bad value cannot hide another
+        try:
+            cls(**{**base, k: v})
+        except ConfigErrors as exc:
+            problems.extend(f"[{name}] {p}" for p in exc.problems)
+        except HardnegError as exc:
+            problems.append(f"[{name}] {k}={v!r}: {exc.what}")
+        except TypeError as exc:
+            problems.append(f"[{name}] {k}={v!r}: {exc}")
+    if len(problems) > before:
+        return None
+    try:
+        return cls(**{**base, **good})
+    except ConfigErrors as exc:
+        problems.extend(f"[{name}] {p}" for p in exc.problems)
+    except HardnegError as exc:
+        problems.append(f"[{name}] {exc.what}")
+    return None
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``section.key=value``; the value is read as TOML (``2``, ``0.1``, ``true``, ``"x"``, ``[1, 2]``) or a bare string."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise HardnegError(f"bad override {text!r}", fix="write section.key=value, e.g. train.epochs=2")
+    key, raw = text.split("=", 1)
+    section, k = key.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return section, k.strip(), value
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Read a TOML config, apply overrides, and validate everything, reporting all problems together."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise HardnegError("config file not found", where=p, fix="pass a TOML file, e.g. configs/scifact.toml")
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise HardnegError("config is not UTF-8 text", where=p, fix="save it as UTF-8") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise HardnegError(f"invalid TOML ({exc})", where=p, fix="fix the TOML syntax") from None
+    problems: list[str] = []
+    for o in overrides:
+        section, k, v = parse_override(o)
+        if section not in _SECTIONS:
+            problems.append(f"override {o!r}: unknown section {section!r}")
+            continue
+        raw.setdefault(section, {})[k] = v
+    for s in sorted(set(raw) - set(_SECTIONS)):
+        problems.append(f"unknown section [{s}] (valid: {', '.join(_SECTIONS)})")
+    built = {}
+    for name, cls in _SECTIONS.items():
+        d = raw.get(name, {})
+        if not isinstance(d, dict):
+            problems.append(f"[{name}] must be a table")
+            continue
+        built[name] = _build(name, cls, d, problems)
+    if problems:
+        raise ConfigErrors(problems, where=str(path) if path else "config")
+    return RunConfig(**built)
