@@ -245,6 +245,38 @@ def run(
     console.print(f"results: {Path(cfg.run.out) / 'results.json'}  timings (s): {res['timings']}")
 
 
+@app.command(help=_verbatim((__import__("hardneg.experiments.ablate", fromlist=["x"]).__doc__ or "")))
+def ablate(
+    config: Annotated[Path, typer.Argument(help="TOML: a run config plus a [grid] table.")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="section.key=value applied to the base config.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Run at most this many unfinished points, then stop.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    _setup(quiet)
+    from hardneg.experiments.ablate import load_ablation, run_ablation
+
+    base, grid = load_ablation(config, list(overrides or []))
+    console.print(f"grid: {len(grid.points())} points ({len(grid.teachers)} teachers x {len(grid.strategies)} "
+                  f"strategies x {len(grid.seeds)} seeds x {len(grid.students)} students) -> {base.run.out}")
+    results = run_ablation(base, grid, progress=not quiet, limit=limit)
+    console.print(f"results: {results}  (make tables: hardneg report {results} --out DIR)")
+
+
+@app.command(help=_verbatim((__import__("hardneg.report", fromlist=["x"]).__doc__ or "")))
+def report(
+    results: Annotated[Path, typer.Argument(help="results.jsonl written by `hardneg ablate`.")],
+    out: Annotated[Path, typer.Option(help="Folder for the tables and figures.")],
+    baseline: Annotated[str, typer.Option(help="Strategy the significance tests compare against.")] = "topk(4)",
+    quiet: QuietOpt = False,
+) -> None:
+    _setup(quiet)
+    from hardneg.mining.strategy import parse_strategy
+    from hardneg.report import write_report
+
+    files = write_report(results, out, baseline=str(parse_strategy(baseline)))
+    console.print(f"wrote {', '.join(files)} to {out}")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:

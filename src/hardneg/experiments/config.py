@@ -185,20 +185,24 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return section, k.strip(), value
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """Read a TOML config, apply overrides, and validate everything, reporting all problems together."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise HardnegError("config file not found", where=p, fix="pass a TOML file, e.g. configs/scifact.toml")
-        try:
-            raw = tomllib.loads(p.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            raise HardnegError("config is not UTF-8 text", where=p, fix="save it as UTF-8") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise HardnegError(f"invalid TOML ({exc})", where=p, fix="fix the TOML syntax") from None
-    problems: list[str] = []
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file with a one-line error on a missing file, bad encoding or bad syntax."""
+    p = Path(path)
+    if not p.is_file():
+        raise HardnegError("config file not found", where=p, fix="pass a TOML file, e.g. configs/scifact.toml")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise HardnegError("config is not UTF-8 text", where=p, fix="save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise HardnegError(f"invalid TOML ({exc})", where=p, fix="fix the TOML syntax") from None
+
+
+def config_from_dict(raw: dict[str, Any], overrides: list[str] = (), *, where: str = "config",
+                     extra_problems: list[str] = ()) -> RunConfig:
+    """Apply overrides to a parsed config and validate everything, reporting all problems together."""
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    problems: list[str] = list(extra_problems)
     for o in overrides:
         section, k, v = parse_override(o)
         if section not in _SECTIONS:
@@ -215,5 +219,11 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
             continue
         built[name] = _build(name, cls, d, problems)
     if problems:
-        raise ConfigErrors(problems, where=str(path) if path else "config")
+        raise ConfigErrors(problems, where=where)
     return RunConfig(**built)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Read a TOML config (None: all defaults), apply overrides, validate, reporting all problems together."""
+    raw = read_toml(path) if path is not None else {}
+    return config_from_dict(raw, overrides, where=str(path) if path else "config")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hardneg.data.load import load_dataset
@@ -27,7 +27,7 @@ from hardneg.encode.models import default_cache_dir
 from hardneg.evaluate.pipeline import evaluate_model, write_eval
 from hardneg.experiments.config import RunConfig
 from hardneg.io import atomic_path, ensure_dir, read_json, stable_hash, write_json
-from hardneg.mining.pipeline import MineConfig, get_pool, mine_to_folder, pool_key
+from hardneg.mining.pipeline import MineConfig, Timings, get_pool, mine_to_folder
 from hardneg.train.trainer import train
 from hardneg.types import Dataset
 
@@ -55,73 +55,96 @@ def load_splits(cfg: RunConfig, cache_dir: Path) -> dict[str, Dataset]:
     return out
 
 
-def _stage(out: Path, kind: str, spec: dict) -> tuple[Path, str]:
-    h = stable_hash(spec)
-    return out / "stages" / f"{kind}-{h}", h
+@dataclass
+class Context:
+    """What several runs in one process share: the cache folder, loaded splits, model fingerprints."""
+
+    cache_dir: Path
+    splits: dict[str, Dataset]
+    progress: bool = True
+    _fingerprints: dict[EncoderSpec, str] = field(default_factory=dict)
+
+    def fingerprint(self, spec: EncoderSpec) -> str:
+        if spec not in self._fingerprints:
+            self._fingerprints[spec] = load_encoder(spec, self.cache_dir).fingerprint()
+        return self._fingerprints[spec]
 
 
-def run_pipeline(cfg: RunConfig, *, progress: bool = True) -> dict:
-    """Run (or resume) the whole pipeline; returns the results dict that is also written to results.json."""
-    out = ensure_dir(Path(cfg.run.out))
-    cache_dir = Path(cfg.run.cache) if cfg.run.cache else default_cache_dir()
-    write_json(out / "config.resolved.json", cfg.to_dict())
+def _stage(out: Path, kind: str, spec: dict) -> Path:
+    return out / "stages" / f"{kind}-{stable_hash(spec)}"
+
+
+def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
+    """Run (or resume) mine -> train -> evaluate for ``cfg`` with stages under ``out/stages``.
+
+    Returns {"stages", "metrics": {split: {base|finetuned: metrics}}, "per_query", "mining", "timings"}.
+    """
     timings: dict[str, float] = {}
-    splits = load_splits(cfg, cache_dir)
-    strategy = cfg.mine.parsed
+    splits, strategy = ctx.splits, cfg.mine.parsed
 
     # -- mine
-    teacher_fp = load_encoder(cfg.teacher, cache_dir).fingerprint()
-    mine_spec = {"teacher": teacher_fp, "data": dataset_id(splits["train"]), "depth": cfg.mine.depth,
-                 "strategy": str(strategy), "seed": cfg.mine.seed}
-    mine_dir, mine_h = _stage(out, "mine", mine_spec)
+    mine_spec = {"teacher": ctx.fingerprint(cfg.teacher), "data": dataset_id(splits["train"]),
+                 "depth": cfg.mine.depth, "strategy": str(strategy), "seed": cfg.mine.seed}
+    mine_dir = _stage(out, "mine", mine_spec)
     t0 = time.perf_counter()
     if not mine_dir.is_dir():
-        log.info("stage mine: %s", mine_dir.name)
-        pool = get_pool(cfg.teacher, splits["train"], cfg.mine.depth, cache_dir, progress=progress)
+        log.info("stage mine: %s (%s)", mine_dir.name, strategy)
+        pool_t = Timings()
+        pool = get_pool(cfg.teacher, splits["train"], cfg.mine.depth, ctx.cache_dir, progress=ctx.progress,
+                        timings=pool_t)
+        timings.update({f"mine_{k}": v for k, v in pool_t.seconds.items()})
         mcfg = MineConfig(teacher=cfg.teacher, strategies=(strategy,), depth=cfg.mine.depth, seed=cfg.mine.seed)
         with atomic_path(mine_dir, is_dir=True) as tmp:
             mine_to_folder(pool, splits["train"], mcfg, tmp)
             write_json(tmp / "spec.json", mine_spec)
-    else:
-        log.info("stage mine: done already (%s)", mine_dir.name)
-    timings["mine"] = round(time.perf_counter() - t0, 1)
+        timings["mine"] = round(time.perf_counter() - t0, 1)
     rows = read_mined(mine_dir / strategy.slug / "mined.jsonl")
 
     # -- train
     tcfg = cfg.train if cfg.train.n_negatives is not None else replace(cfg.train, n_negatives=strategy.n)
-    train_dir, train_h = _stage(out, "train", {"mine": mine_h, "train": tcfg.to_dict()})
+    train_dir = _stage(out, "train", {"mine": mine_dir.name, "train": tcfg.to_dict()})
     t0 = time.perf_counter()
     if not train_dir.is_dir():
-        log.info("stage train: %s (%d rows)", train_dir.name, len(rows))
-        train(rows, tcfg, train_dir, progress=progress)
-    else:
-        log.info("stage train: done already (%s)", train_dir.name)
-    timings["train"] = round(time.perf_counter() - t0, 1)
+        log.info("stage train: %s (%d rows, %s)", train_dir.name, len(rows), strategy)
+        train(rows, tcfg, train_dir, progress=ctx.progress)
+        timings["train"] = round(time.perf_counter() - t0, 1)
 
     # -- evaluate base and fine-tuned student on dev (selection) and test (report)
-    results: dict = {"config": cfg.to_dict(), "stages": {"mine": mine_dir.name, "train": train_dir.name},
-                     "metrics": {}}
-    models = {"base": tcfg.student, "finetuned": str(train_dir)}
-    t0 = time.perf_counter()
-    for label, model in models.items():
+    res: dict = {"stages": {"mine": mine_dir.name, "train": train_dir.name}, "metrics": {}, "per_query": {},
+                 "mining": read_json(mine_dir / strategy.slug / "stats.json")}
+    for label, model in (("base", tcfg.student), ("finetuned", str(train_dir))):
         spec = EncoderSpec(model=model, query_prompt=tcfg.query_prompt, doc_prompt=tcfg.doc_prompt,
                            max_seq_length=cfg.evaluate.max_seq_length, batch_size=cfg.evaluate.batch_size)
-        model_fp = load_encoder(spec, cache_dir).fingerprint()
         for split in cfg.evaluate.splits:
             if split not in splits:
                 continue
             ds = splits[split]
-            eval_dir, _ = _stage(out, "eval", {"model": model_fp, "data": dataset_id(ds), "depth": cfg.evaluate.depth})
+            eval_dir = _stage(out, "eval", {"model": ctx.fingerprint(spec), "data": dataset_id(ds),
+                                            "depth": cfg.evaluate.depth})
+            t0 = time.perf_counter()
             if not eval_dir.is_dir():
                 log.info("stage evaluate: %s on %s (%s)", label, split, eval_dir.name)
-                res = evaluate_model(spec, ds, cache_dir=cache_dir, depth=cfg.evaluate.depth, progress=progress)
-                write_eval(res, eval_dir, {"model": label, "split": split, "dataset": ds.name,
-                                           "n_queries": len(ds.queries)})
+                r = evaluate_model(spec, ds, cache_dir=ctx.cache_dir, depth=cfg.evaluate.depth, progress=ctx.progress)
+                write_eval(r, eval_dir, {"model": label, "split": split, "dataset": ds.name,
+                                         "n_queries": len(ds.queries)})
+                timings[f"evaluate_{label}_{split}"] = round(time.perf_counter() - t0, 1)
+                timings.update({f"evaluate_{label}_{split}_{k}": v for k, v in r.seconds.items()})
             m = read_json(eval_dir / "metrics.json")["metrics"]
-            results["metrics"].setdefault(split, {})[label] = {k: m[k] for k in sorted(m)}
-            results["stages"][f"eval_{label}_{split}"] = eval_dir.name
-    timings["evaluate"] = round(time.perf_counter() - t0, 1)
+            res["metrics"].setdefault(split, {})[label] = {k: m[k] for k in sorted(m)}
+            res["per_query"].setdefault(split, {})[label] = read_json(eval_dir / "per_query.json")
+            res["stages"][f"eval_{label}_{split}"] = eval_dir.name
+    res["timings"] = timings
+    return res
+
+
+def run_pipeline(cfg: RunConfig, *, progress: bool = True) -> dict:
+    """``hardneg run``: execute the stages and write config.resolved.json, results.json and timings.json."""
+    out = ensure_dir(Path(cfg.run.out))
+    cache_dir = Path(cfg.run.cache) if cfg.run.cache else default_cache_dir()
+    write_json(out / "config.resolved.json", cfg.to_dict())
+    ctx = Context(cache_dir=cache_dir, splits=load_splits(cfg, cache_dir), progress=progress)
+    res = execute(cfg, out, ctx)
+    results = {"config": cfg.to_dict(), "stages": res["stages"], "metrics": res["metrics"]}
     write_json(out / "results.json", results)
-    write_json(out / "timings.json", timings)
-    results["timings"] = timings
-    return results
+    write_json(out / "timings.json", res["timings"])
+    return {**results, "timings": res["timings"]}

@@ -1,0 +1,155 @@
+"""``hardneg ablate``: a grid of strategies x teachers x students x seeds from one config.
+
+The config is a ``hardneg run`` config plus a ``[grid]`` table::
+
+    [grid]
+    strategies = ["topk(4)", "shift(10)+topk(4)", "percpos(0.95)+topk(4)", "none"]
+    teachers = ["minilm"]          # teacher models; [teacher] gives the other encoder settings
+    students = ["minilm"]
+    seeds = [0, 1, 2]              # each seed sets the train seed and the miner's sampling seed
+
+Every point runs through the same hashed stages as ``hardneg run`` (under ``[run].out/stages``), so a teacher's
+candidate pool is built once and replayed for every strategy, the base model is evaluated once, and a killed
+ablation resumes where it stopped. Each finished point appends one line to ``[run].out/results.jsonl``; points
+already there are skipped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from hardneg.encode.models import default_cache_dir
+from hardneg.errors import ConfigErrors, HardnegError
+from hardneg.experiments.config import RunConfig, config_from_dict, read_toml
+from hardneg.experiments.run import Context, execute, load_splits
+from hardneg.io import ensure_dir, stable_hash, write_json
+from hardneg.mining.strategy import parse_strategy
+
+log = logging.getLogger("hardneg")
+
+
+@dataclass(frozen=True)
+class Grid:
+    strategies: tuple[str, ...]
+    teachers: tuple[str, ...]
+    students: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+    def points(self) -> list[dict[str, Any]]:
+        """Grid points in execution order: teacher-major, so each pool and base evaluation is reused at once."""
+        return [{"teacher": t, "strategy": s, "student": st, "seed": seed}
+                for t in self.teachers for seed in self.seeds for s in self.strategies for st in self.students]
+
+
+def _grid_problems(grid_raw: Any) -> tuple[list[str], dict[str, Any]]:
+    problems: list[str] = []
+    if not isinstance(grid_raw, dict):
+        return ["missing [grid] table (strategies, teachers, students, seeds)"], {}
+    known = {"strategies", "teachers", "students", "seeds"}
+    problems += [f"[grid] unknown key {k!r} (valid: {', '.join(sorted(known))})" for k in sorted(set(grid_raw) - known)]
+    strategies: list[str] = []
+    raw_s = grid_raw.get("strategies")
+    if not isinstance(raw_s, list) or not raw_s:
+        problems.append("[grid] strategies: a non-empty list of strategy strings")
+        raw_s = []
+    for s in raw_s:
+        if not isinstance(s, str):
+            problems.append(f"[grid] strategy {s!r} is not a string")
+            continue
+        try:
+            strategies.append(str(parse_strategy(s)))
+        except HardnegError as exc:
+            problems.append(f"[grid] {exc.what}")
+    if len(set(strategies)) != len(strategies):
+        problems.append("[grid] strategies: a strategy is listed twice (canonical forms compared)")
+    seeds = grid_raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                           for x in seeds):
+        problems.append(f"[grid] seeds={seeds!r}: a non-empty list of integers")
+    out: dict[str, Any] = {"strategies": strategies, "seeds": seeds}
+    for k in ("teachers", "students"):
+        v = grid_raw.get(k)
+        if v is not None and (not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v)):
+            problems.append(f"[grid] {k}={v!r}: a non-empty list of model names")
+        out[k] = v
+    return problems, out
+
+
+def load_ablation(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig, Grid]:
+    """The base run config and the grid of an ablation config, with every problem reported at once."""
+    raw = read_toml(path)
+    problems, g = _grid_problems(raw.pop("grid", None))
+    base = config_from_dict(raw, overrides, where=str(path), extra_problems=problems)
+    return base, Grid(tuple(g["strategies"]), tuple(g["teachers"] or [base.teacher.model]),
+                      tuple(g["students"] or [base.train.student]), tuple(g["seeds"]))
+
+
+def point_config(base: RunConfig, point: dict[str, Any]) -> RunConfig:
+    """The run config of one grid point."""
+    return replace(base, teacher=replace(base.teacher, model=point["teacher"]),
+                   mine=replace(base.mine, strategy=point["strategy"], seed=point["seed"]),
+                   train=replace(base.train, student=point["student"], seed=point["seed"]))
+
+
+def point_key(base: RunConfig, point: dict[str, Any]) -> str:
+    """Identity of a point: the point's whole resolved config minus where it is written."""
+    cfg = point_config(base, point).to_dict()
+    cfg.pop("run")
+    return stable_hash(cfg)
+
+
+def done_keys(results: Path) -> set[str]:
+    """Keys of the points already in results.jsonl (a torn last line from a kill is ignored)."""
+    keys = set()
+    if results.is_file():
+        for line in results.read_text(encoding="utf-8").splitlines():
+            try:
+                keys.add(json.loads(line)["key"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return keys
+
+
+def _append(results: Path, record: dict) -> None:
+    """Append one JSON line and fsync: a kill leaves at most a torn last line, which is ignored on reread."""
+    import os
+
+    with open(results, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def unseen_test_queries(splits: dict) -> list[str]:
+    """Test queries none of whose relevant documents is relevant to any train (or dev) query."""
+    seen = {d for k in ("train", "dev") if k in splits for docs in splits[k].qrels.values()
+            for d, r in docs.items() if r > 0}
+    test = splits["test"]
+    return [q for q in test.queries.ids if not any(r > 0 and d in seen for d, r in test.qrels[q].items())]
+
+
+def run_ablation(base: RunConfig, grid: Grid, *, progress: bool = True, limit: int | None = None) -> Path:
+    """Run every grid point not yet in results.jsonl; returns the results file."""
+    out = ensure_dir(Path(base.run.out))
+    cache_dir = Path(base.run.cache) if base.run.cache else default_cache_dir()
+    ctx = Context(cache_dir=cache_dir, splits=load_splits(base, cache_dir), progress=progress)
+    results = out / "results.jsonl"
+    write_json(out / "ablation.json", {"base": base.to_dict(), "grid": {
+        "strategies": list(grid.strategies), "teachers": list(grid.teachers), "students": list(grid.students),
+        "seeds": list(grid.seeds)}, "slices": {"unseen": unseen_test_queries(ctx.splits)}})
+    done = done_keys(results)
+    todo = [p for p in grid.points() if point_key(base, p) not in done]
+    log.info("ablation: %d points, %d done, %d to run", len(grid.points()), len(grid.points()) - len(todo), len(todo))
+    for i, point in enumerate(todo[:limit] if limit else todo, 1):
+        log.info("point %d/%d: %s", i, len(todo), point)
+        res = execute(point_config(base, point), out, ctx)
+        per_query = {split: {label: {q: {m: v[m] for m in ("ndcg@10", "recall@100")} for q, v in pq.items()}
+                             for label, pq in by_label.items()} for split, by_label in res["per_query"].items()}
+        mining = {k: v for k, v in res["mining"].items()}
+        _append(results, {"key": point_key(base, point), "point": point, "stages": res["stages"],
+                          "metrics": res["metrics"], "per_query": per_query, "mining": mining,
+                          "timings": res["timings"]})
+    return results

@@ -1,0 +1,350 @@
+"""``hardneg report``: results.jsonl -> the paper's tables and figures, with variance and significance.
+
+Outputs (all byte-stable for the same input): ``table.md``/``table.csv`` (every grid cell: mean and sd over
+seeds, paired randomisation test against naive top-k), ``best.md`` (best setting per method chosen on dev,
+reported on test, like the paper's Table 3), ``mining.md`` (per-filter statistics), ``cost.md`` (wall time by
+stage), and figures ``fig1_sweeps.png``, ``fig2_sampled.png``, ``fig4_scores.png``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardneg.errors import HardnegError
+from hardneg.evaluate.metrics import paired_test
+from hardneg.io import atomic_path, ensure_dir, read_json, write_bytes, write_text
+from hardneg.mining.strategy import Abs, MarginPos, PercPos, Sampled, Shift, Top1Sampled, TopK, parse_strategy
+
+METHOD_NAMES = [("none", "In-batch negatives only"), ("topk", "Naive Top-K"), ("shift", "Top-K shifted by N"),
+                ("abs", "TopK-Abs"), ("marginpos", "TopK-MarginPos"), ("percpos", "TopK-PercPos"),
+                ("sampled", "Sampled Top-k"), ("top1sampled", "Top-1 + sampled Top-k")]
+
+
+def method_of(strategy: str) -> tuple[str, str]:
+    """(method key, parameter text) in the paper's terms: the last filter names the method, sampling adds to it."""
+    st = parse_strategy(strategy)
+    sel = st.selector
+    if isinstance(sel, Top1Sampled):
+        return "top1sampled", f"k={sel.k}"
+    if isinstance(sel, Sampled):
+        return "sampled", f"k={sel.k}"
+    if not isinstance(sel, TopK):
+        return "none", ""
+    if not st.filters:
+        return "topk", ""
+    f = st.filters[-1]
+    param = {Shift: lambda: f"N={f.n}", Abs: lambda: f"{f.t:g}", MarginPos: lambda: f"{f.m:g}",
+             PercPos: lambda: f"{f.p * 100:g}%"}[type(f)]()
+    if getattr(f, "ref", "min") != "min":
+        param += f" ref={f.ref}"
+    return type(f).__name__.lower(), param
+
+
+def read_results(path: str | Path) -> list[dict]:
+    """Records of results.jsonl (a torn last line from a killed run is skipped)."""
+    p = Path(path)
+    if not p.is_file():
+        raise HardnegError("results file not found", where=p, fix="pass the results.jsonl written by `hardneg ablate`")
+    out = []
+    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i != len(p.read_text(encoding="utf-8").splitlines()):
+                raise HardnegError("malformed line", where=p, line=i, fix="remove the line and rerun the ablation")
+    if not out:
+        raise HardnegError("no results yet", where=p, fix="run `hardneg ablate` first")
+    return out
+
+
+def _fmt(mean: float, sd: float | None) -> str:
+    return f"{mean:.4f}" if sd is None or math.isnan(sd) else f"{mean:.4f} ± {sd:.4f}"
+
+
+def _mean_sd(xs: list[float]) -> tuple[float, float]:
+    a = np.asarray(xs, dtype=np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else float("nan")
+
+
+def _per_query_mean(recs: list[dict], split: str, metric: str, qids: list[str] | None = None) -> dict[str, float]:
+    """Per-query metric of the fine-tuned model averaged over the records (seeds)."""
+    pq = [r["per_query"][split]["finetuned"] for r in recs]
+    keys = qids if qids is not None else sorted(pq[0])
+    return {q: float(np.mean([p[q][metric] for p in pq])) for q in keys}
+
+
+def summarise(records: list[dict], unseen: list[str], baseline: str = "topk(4)") -> list[dict]:
+    """One row per (teacher, student, strategy): means/sds over seeds and the test against the baseline."""
+    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    for r in records:
+        p = r["point"]
+        groups[(p["teacher"], p["student"], p["strategy"])].append(r)
+    rows = []
+    for (teacher, student, strategy), recs in sorted(groups.items(), key=lambda kv: _sort_key(kv[0])):
+        recs = sorted(recs, key=lambda r: r["point"]["seed"])
+        row: dict[str, Any] = {"teacher": teacher, "student": student, "strategy": strategy,
+                               "method": dict(METHOD_NAMES)[method_of(strategy)[0]], "config": method_of(strategy)[1],
+                               "seeds": [r["point"]["seed"] for r in recs]}
+        for split, metric in (("test", "ndcg@10"), ("test", "recall@100"), ("dev", "ndcg@10")):
+            vals = [r["metrics"][split]["finetuned"][metric] for r in recs if split in r["metrics"]]
+            if vals:
+                row[f"{split} {metric}"] = _mean_sd(vals)
+        if unseen:
+            vals = [float(np.mean([r["per_query"]["test"]["finetuned"][q]["ndcg@10"] for q in unseen])) for r in recs]
+            row["unseen ndcg@10"] = _mean_sd(vals)
+        base = [(r) for r in groups.get((teacher, student, baseline), [])]
+        if base and strategy != baseline:
+            common = sorted({r["point"]["seed"] for r in recs} & {r["point"]["seed"] for r in base})
+            a = [r for r in base if r["point"]["seed"] in common]
+            b = [r for r in recs if r["point"]["seed"] in common]
+            if a and b:
+                for name, qids in (("test", None), ("unseen", unseen or None)):
+                    if name == "unseen" and not unseen:
+                        continue
+                    t = paired_test(_per_query_mean(a, "test", "ndcg@10", qids), _per_query_mean(b, "test", "ndcg@10", qids),
+                                    n_resamples=10000, seed=0)
+                    row[f"vs naive {name}"] = {"diff": t["mean_diff"], "p": t["p_value"], "ci": [t["ci_low"], t["ci_high"]]}
+        rows.append(row)
+    return rows
+
+
+def _sort_key(k: tuple[str, str, str]) -> tuple:
+    teacher, student, strategy = k
+    m, param = method_of(strategy)
+    order = [x for x, _ in METHOD_NAMES].index(m)
+    num = [float(x) for x in re.findall(r"[-+]?\d*\.?\d+", param)] or [0.0]
+    return teacher, student, order, num, strategy
+
+
+def base_metrics(records: list[dict], unseen: list[str]) -> dict[tuple[str, str], dict]:
+    """Metrics of each base (not fine-tuned) student; identical across the points that share it."""
+    out = {}
+    for r in records:
+        s = r["point"]["student"]
+        if s in out:
+            continue
+        m = {f"{split} {k}": r["metrics"][split]["base"][k] for split in r["metrics"] for k in ("ndcg@10", "recall@100")}
+        if unseen:
+            m["unseen ndcg@10"] = float(np.mean([r["per_query"]["test"]["base"][q]["ndcg@10"] for q in unseen]))
+        out[s] = m
+    return out
+
+
+def _cell(row: dict, k: str) -> str:
+    v = row.get(k)
+    return "" if v is None else _fmt(*v)
+
+
+def _sig(row: dict, k: str) -> str:
+    v = row.get(k)
+    if not v:
+        return ""
+    star = "*" if v["p"] < 0.05 else ""
+    return f"{v['diff']:+.4f} (p={v['p']:.3f}){star}"
+
+
+COLUMNS = ["teacher", "method", "config", "strategy", "seeds", "dev ndcg@10", "test ndcg@10", "vs naive test",
+           "test recall@100", "unseen ndcg@10", "vs naive unseen"]
+
+
+def table_markdown(rows: list[dict], bases: dict, n_unseen: int) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for student, m in bases.items():
+        lines.append(f"| – | base {student} (no fine-tuning) | | | | {m.get('dev ndcg@10', float('nan')):.4f} | "
+                     f"{m['test ndcg@10']:.4f} | | {m['test recall@100']:.4f} | {m.get('unseen ndcg@10', float('nan')):.4f} | |")
+    for r in rows:
+        cells = [r["teacher"], r["method"], r["config"], f"`{r['strategy']}`", str(len(r["seeds"])),
+                 _cell(r, "dev ndcg@10"), _cell(r, "test ndcg@10"), _sig(r, "vs naive test"),
+                 _cell(r, "test recall@100"), _cell(r, "unseen ndcg@10"), _sig(r, "vs naive unseen")]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"Mean ± sample sd over seeds. `vs naive`: mean per-query difference in test nDCG@10 against "
+                 f"`topk(4)` with the same teacher and seeds (per-query values averaged over seeds), two-sided paired "
+                 f"randomisation test over queries, 10,000 sign flips; * p < 0.05. `unseen`: the {n_unseen} test "
+                 f"queries none of whose relevant documents is relevant to a train query.")
+    return "\n".join(lines) + "\n"
+
+
+def table_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["teacher", "student", "method", "config", "strategy", "n_seeds", "dev_ndcg10_mean", "dev_ndcg10_sd",
+                "test_ndcg10_mean", "test_ndcg10_sd", "test_recall100_mean", "test_recall100_sd",
+                "unseen_ndcg10_mean", "unseen_ndcg10_sd", "diff_vs_naive", "p_vs_naive"])
+    for r in rows:
+        def g(k: str) -> list[str]:
+            v = r.get(k)
+            return ["", ""] if v is None else [f"{v[0]:.6f}", "" if math.isnan(v[1]) else f"{v[1]:.6f}"]
+        sig = r.get("vs naive test") or {}
+        w.writerow([r["teacher"], r["student"], r["method"], r["config"], r["strategy"], len(r["seeds"]),
+                    *g("dev ndcg@10"), *g("test ndcg@10"), *g("test recall@100"), *g("unseen ndcg@10"),
+                    f"{sig['diff']:.6f}" if sig else "", f"{sig['p']:.6f}" if sig else ""])
+    return buf.getvalue()
+
+
+def best_markdown(rows: list[dict]) -> str:
+    """Best setting per (teacher, method), chosen on dev nDCG@10 (never on test), reported on test."""
+    lines = ["| teacher | method | config (chosen on dev) | dev nDCG@10 | test nDCG@10 | vs naive (test) | test Recall@100 |",
+             "|---|---|---|---|---|---|---|"]
+    best: dict[tuple[str, str], dict] = {}
+    for r in rows:
+        k = (r["teacher"], r["method"])
+        if "dev ndcg@10" in r and (k not in best or r["dev ndcg@10"][0] > best[k]["dev ndcg@10"][0]):
+            best[k] = r
+    for (teacher, method), r in best.items():
+        lines.append(f"| {teacher} | {method} | {r['config'] or '–'} | {_cell(r, 'dev ndcg@10')} | "
+                     f"{_cell(r, 'test ndcg@10')} | {_sig(r, 'vs naive test')} | {_cell(r, 'test recall@100')} |")
+    return "\n".join(lines) + "\n"
+
+
+def mining_markdown(records: list[dict]) -> str:
+    seen: dict[tuple[str, str], dict] = {}
+    for r in records:
+        seen.setdefault((r["point"]["teacher"], r["point"]["strategy"]), r["mining"])
+    lines = ["| teacher | strategy | rows | short of n | empty | removed per row (by filter) | pos q50 | top-1 neg q50 | "
+             "pos − top-1 q50 | top-1 neg above pos |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for (teacher, strategy), s in sorted(seen.items(), key=lambda kv: _sort_key((kv[0][0], "", kv[0][1]))):
+        removed = ", ".join(f"{k}: {v:.1f}" for k, v in s["removed_per_row"].items()) or "–"
+        q = lambda d: "–" if d["q50"] is None else f"{d['q50']:.3f}"  # noqa: E731
+        lines.append(f"| {teacher} | `{strategy}` | {s['rows']} | {s['rows_short']} | {s['rows_empty']} | {removed} | "
+                     f"{q(s['pos_score'])} | {q(s['top1_neg_score'])} | {q(s['pos_minus_top1_neg'])} | "
+                     f"{s['top1_neg_above_pos']} |")
+    return "\n".join(lines) + "\n"
+
+
+def cost_markdown(records: list[dict]) -> str:
+    tot: dict[str, float] = defaultdict(float)
+    for r in records:
+        for k, v in r.get("timings", {}).items():
+            if k in ("mine_encode", "mine_search", "train") or (k.startswith("evaluate_") and k.count("_") == 2):
+                kind = {"mine_encode": "teacher encode", "mine_search": "search (pool)", "train": "train"}.get(k, "evaluate")
+                tot[kind] += v
+            elif k == "mine":
+                tot["mine (strategies + files)"] += v - r["timings"].get("mine_encode", 0) - r["timings"].get(
+                    "mine_search", 0) - r["timings"].get("mine_load_model", 0) - r["timings"].get("mine_load_pool", 0)
+    total = sum(tot.values())
+    lines = ["| stage | wall time (s) | share |", "|---|---|---|"]
+    for k in sorted(tot, key=lambda x: -tot[x]):
+        lines.append(f"| {k} | {tot[k]:.0f} | {tot[k] / total:.1%} |")
+    lines.append(f"| **total** | **{total:.0f}** ({total / 3600:.2f} h) | |")
+    return "\n".join(lines) + "\n"
+
+
+def _savefig(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})  # no version stamp: byte-stable
+    write_bytes(path, buf.getvalue())
+
+
+def plot_sweeps(rows: list[dict], out: Path) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    specs = [("Top-K shifted by N", "shift N", r"N=(\d+)"), ("TopK-Abs", "absolute threshold", r"^([\d.]+)$"),
+             ("TopK-MarginPos", "margin", r"^([\d.]+)$"), ("TopK-PercPos", "percentage of positive score", r"^([\d.]+)%$")]
+    teachers = sorted({r["teacher"] for r in rows})
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), sharey=True)
+    for ax, (method, xlabel, rx) in zip(axes, specs):
+        for t in teachers:
+            pts = []
+            for r in rows:
+                m = re.match(rx, r["config"]) if r["teacher"] == t and r["method"] == method else None
+                if m and "test ndcg@10" in r:
+                    pts.append((float(m.group(1)), *r["test ndcg@10"]))
+            naive = [r for r in rows if r["teacher"] == t and r["strategy"] == "topk(4)" and "test ndcg@10" in r]
+            if naive:
+                ax.axhline(naive[0]["test ndcg@10"][0], ls="--", lw=1, color="gray", label=f"naive ({t})")
+            if pts:
+                pts.sort()
+                x, y, sd = zip(*pts)
+                ax.errorbar(x, y, yerr=[0 if math.isnan(s) else s for s in sd], marker="o", capsize=3, label=t)
+        ax.set_title(method)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test nDCG@10 (mean ± sd over seeds)")
+    axes[-1].legend(fontsize=7)
+    fig.tight_layout()
+    _savefig(fig, out / "fig1_sweeps.png")
+    plt.close(fig)
+    written.append("fig1_sweeps.png")
+
+    samp = [r for r in rows if r["method"] in ("Sampled Top-k", "Top-1 + sampled Top-k") and "test ndcg@10" in r]
+    if samp:
+        fig, ax = plt.subplots(figsize=(5, 3.6))
+        for (t, method) in sorted({(r["teacher"], r["method"]) for r in samp}):
+            pts = sorted((float(r["config"].split("=")[1]), *r["test ndcg@10"]) for r in samp
+                         if r["teacher"] == t and r["method"] == method)
+            x, y, sd = zip(*pts)
+            ax.errorbar(x, y, yerr=[0 if math.isnan(s) else s for s in sd], marker="o", capsize=3, label=f"{method} ({t})")
+        ax.set_xlabel("k (sample 4 of the top-k survivors)")
+        ax.set_ylabel("test nDCG@10")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        _savefig(fig, out / "fig2_sampled.png")
+        plt.close(fig)
+        written.append("fig2_sampled.png")
+    return written
+
+
+def plot_scores(records: list[dict], out: Path, a: str = "topk(4)", b: str = "percpos(0.95)+topk(4)") -> list[str]:
+    """The paper's Fig. 4: positive vs top-1 negative scores, and their difference, naive vs PercPos."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats = {}
+    for r in records:
+        if r["point"]["strategy"] in (a, b):
+            stats.setdefault(r["point"]["strategy"], r["mining"])
+    if len(stats) < 2:
+        return []
+    edges = np.asarray(stats[a]["hist"]["edges"])
+    centers = (edges[:-1] + edges[1:]) / 2
+    width = edges[1] - edges[0]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    panels = [("(a) positive vs top-1 negative score", [("pos", a, "positive"), ("top1_neg", a, f"top-1 neg, {a}"),
+                                                         ("top1_neg", b, f"top-1 neg, {b}")]),
+              ("(b) positive − top-1 negative", [("pos_minus_top1_neg", a, a), ("pos_minus_top1_neg", b, b)])]
+    for ax, (title, series) in zip(axes[:2], panels):
+        for key, strat, label in series:
+            ax.bar(centers, stats[strat]["hist"][key], width=width, alpha=0.5, label=label)
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    ax = axes[2]
+    for strat in (a, b):
+        s = stats[strat]
+        ax.bar([strat], [s["top1_neg_above_pos"]], alpha=0.7)
+    ax.set_title("(c) rows whose top-1 negative outscores the positive")
+    ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    _savefig(fig, out / "fig4_scores.png")
+    plt.close(fig)
+    return ["fig4_scores.png"]
+
+
+def write_report(results: str | Path, out: str | Path, *, baseline: str = "topk(4)") -> list[str]:
+    """Write every table and figure of the report for ``results`` into ``out``; returns the file names."""
+    results = Path(results)
+    records = read_results(results)
+    meta_path = results.parent / "ablation.json"
+    unseen = read_json(meta_path)["slices"]["unseen"] if meta_path.is_file() else []
+    out = ensure_dir(Path(out))
+    rows = summarise(records, unseen, baseline)
+    bases = base_metrics(records, unseen)
+    files = {"table.md": table_markdown(rows, bases, len(unseen)), "table.csv": table_csv(rows),
+             "best.md": best_markdown(rows), "mining.md": mining_markdown(records), "cost.md": cost_markdown(records)}
+    for name, text in files.items():
+        write_text(out / name, text)
+    written = list(files) + plot_sweeps(rows, out) + plot_scores(records, out)
+    return written

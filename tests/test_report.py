@@ -1,0 +1,79 @@
+"""Report tables from synthetic ablation records: means, sds, selection on dev, significance, byte-stability."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hardneg.report import method_of, read_results, summarise, write_report
+
+QIDS = [f"q{i}" for i in range(20)]
+
+
+def _record(strategy: str, seed: int, test: list[float], dev: float) -> dict:
+    pq = {q: {"ndcg@10": v, "recall@100": 1.0} for q, v in zip(QIDS, test)}
+    base_pq = {q: {"ndcg@10": 0.1, "recall@100": 0.5} for q in QIDS}
+    mean = sum(test) / len(test)
+    stats = {"rows": 10, "rows_short": 1, "rows_empty": 0, "removed_per_row": {}, "top1_neg_above_pos": 3,
+             "pos_score": {"q50": 0.6}, "top1_neg_score": {"q50": 0.5}, "pos_minus_top1_neg": {"q50": 0.1},
+             "hist": {"edges": [-1.0, 0.0, 1.0], "pos": [0, 10], "top1_neg": [1, 9], "pos_minus_top1_neg": [2, 8]}}
+    return {"key": f"{strategy}/{seed}", "point": {"teacher": "t", "student": "s", "strategy": strategy, "seed": seed},
+            "metrics": {"test": {"base": {"ndcg@10": 0.1, "recall@100": 0.5},
+                                 "finetuned": {"ndcg@10": mean, "recall@100": 1.0}},
+                        "dev": {"base": {"ndcg@10": 0.1, "recall@100": 0.5},
+                                "finetuned": {"ndcg@10": dev, "recall@100": 1.0}}},
+            "per_query": {"test": {"base": base_pq, "finetuned": pq}}, "mining": stats,
+            "timings": {"train": 10.0, "mine": 2.0, "mine_encode": 1.0, "mine_search": 0.5,
+                        "evaluate_finetuned_test": 3.0}}
+
+
+@pytest.fixture
+def results(tmp_path):
+    recs = []
+    for seed, shift in ((0, 0.0), (1, 0.02)):
+        recs.append(_record("topk(4)", seed, [0.5] * 20, dev=0.50 + shift))
+        recs.append(_record("percpos(0.95)+topk(4)", seed, [0.6 + shift] * 20, dev=0.55))
+        recs.append(_record("percpos(0.9)+topk(4)", seed, [0.7] * 20, dev=0.52))
+        recs.append(_record("shift(10)+topk(4)", seed, [0.5 + (0.01 if i % 2 else -0.01) for i in range(20)], dev=0.4))
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"torn": ')  # a killed run's torn last line
+    (tmp_path / "ablation.json").write_text(json.dumps({"slices": {"unseen": QIDS[:5]}}))
+    return path
+
+
+def test_method_names():
+    assert method_of("topk(4)") == ("topk", "")
+    assert method_of("shift(10)+topk(4)") == ("shift", "N=10")
+    assert method_of("percpos(0.95)+topk(4)") == ("percpos", "95%")
+    assert method_of("percpos(0.95)+sampled(10,4)") == ("sampled", "k=10")
+    assert method_of("marginpos(0.05,ref=row)+topk(4)") == ("marginpos", "0.05 ref=row")
+    assert method_of("none") == ("none", "")
+
+
+def test_summary_numbers_by_hand(results):
+    rows = {r["strategy"]: r for r in summarise(read_results(results), QIDS[:5])}
+    pp = rows["percpos(0.95)+topk(4)"]
+    # test nDCG@10 per seed: 0.60 and 0.62 -> mean 0.61, sample sd = 0.01414
+    assert pp["test ndcg@10"][0] == pytest.approx(0.61)
+    assert pp["test ndcg@10"][1] == pytest.approx(0.0141421356)
+    # per-query means over seeds: 0.61 vs naive 0.50 on every query: diff +0.11, every sign flip is smaller -> p small
+    assert pp["vs naive test"]["diff"] == pytest.approx(0.11)
+    assert pp["vs naive test"]["p"] < 0.001
+    # shift: +-0.01 alternating around naive's 0.5: mean diff 0, p = 1
+    sh = rows["shift(10)+topk(4)"]
+    assert sh["vs naive test"]["diff"] == pytest.approx(0.0, abs=1e-12)
+    assert sh["vs naive test"]["p"] == pytest.approx(1.0)
+    assert "vs naive test" not in rows["topk(4)"]
+
+
+def test_report_files_are_byte_stable_and_best_is_chosen_on_dev(results, tmp_path):
+    files = write_report(results, tmp_path / "r1")
+    write_report(results, tmp_path / "r2")
+    for f in files:
+        assert (tmp_path / "r1" / f).read_bytes() == (tmp_path / "r2" / f).read_bytes(), f
+    best = (tmp_path / "r1" / "best.md").read_text()
+    # PercPos 90% has the higher test score (0.70) but 95% has the higher dev score (0.55 vs 0.52): dev decides.
+    assert "| t | TopK-PercPos | 95% |" in best
+    assert {"fig1_sweeps.png", "fig4_scores.png", "table.md", "table.csv"} <= set(files)
+    cost = (tmp_path / "r1" / "cost.md").read_text()
+    assert "| train | 80 |" in cost  # 8 records x 10 s
