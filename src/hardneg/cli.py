@@ -15,8 +15,9 @@ from rich.table import Table
 from hardneg.errors import HardnegError
 from hardneg.mining import strategy as strategy_mod
 
-console = Console(stderr=True)
-out_console = Console()
+# Wide tables even when piped to a file or CI log (rich falls back to 80 columns there).
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+out_console = Console(width=None if sys.stdout.isatty() else 140)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,

@@ -1,0 +1,59 @@
+"""Tiny offline fixtures for tests, demos and the kill/resume script: a BEIR folder and a random student."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+WORDS = ("cells genes protein cancer tumor patients study brain heart blood liver kidney drug dose trial "
+         "mice rats virus bacteria immune response signal pathway receptor enzyme").split()
+
+
+def write_tiny_beir(folder: Path, n_docs: int = 60, n_queries: int = 24, seed: int = 0) -> Path:
+    """A synthetic BEIR folder: docs are word bags, each query copies words of its (1 or 2) positives."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    docs = [" ".join(rng.choice(WORDS, size=12)) for _ in range(n_docs)]
+    with open(folder / "corpus.jsonl", "w", encoding="utf-8") as fh:
+        for i, text in enumerate(docs):
+            fh.write(json.dumps({"_id": f"d{i}", "title": f"doc {i}", "text": text}) + "\n")
+    qrels: dict[str, list[str]] = {}
+    with open(folder / "queries.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(n_queries):
+            pos = [f"d{j}" for j in rng.choice(n_docs, size=1 + (i % 3 == 0), replace=False)]
+            words = [w for p in pos for w in docs[int(p[1:])].split()[:4]]
+            fh.write(json.dumps({"_id": f"q{i}", "text": " ".join(words)}) + "\n")
+            qrels[f"q{i}"] = pos
+    split_at = int(n_queries * 0.75)
+    for split, qids in (("train", list(qrels)[:split_at]), ("test", list(qrels)[split_at:])):
+        with open(folder / "qrels" / f"{split}.tsv", "w", encoding="utf-8") as fh:
+            fh.write("query-id\tcorpus-id\tscore\n")
+            for q in qids:
+                for d in qrels[q]:
+                    fh.write(f"{q}\t{d}\t1\n")
+    return folder
+
+
+def make_tiny_student(folder: Path, seed: int = 0) -> Path:
+    """A randomly initialised 2-layer BERT (hidden 32, mean pooling) saved as a sentence-transformers folder."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    hf = folder / "hf"
+    hf.mkdir(parents=True, exist_ok=True)
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *chars, *("##" + c for c in chars)]
+    (hf / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(hf)
+    BertTokenizerFast(vocab_file=str(hf / "vocab.txt"), do_lower_case=True).save_pretrained(hf)
+    module = Transformer(str(hf), max_seq_length=64)
+    model = SentenceTransformer(modules=[module, Pooling(module.get_embedding_dimension(), "mean")])
+    model.save(str(folder / "st"))
+    return folder / "st"
