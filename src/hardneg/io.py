@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -43,19 +44,40 @@ def ensure_dir(path: str | Path) -> Path:
     return p
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temps(final: Path) -> None:
+    """Delete temporaries of ``final`` left by killed processes (``.<name>.<pid>.<random>.tmp``)."""
+    for p in final.parent.glob(f".{glob.escape(final.name)}.*.tmp"):
+        parts = p.name[len(final.name) + 2:].split(".")
+        if parts and parts[0].isdigit() and int(parts[0]) != os.getpid() and not _pid_alive(int(parts[0])):
+            _remove(p)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; on success rename it onto ``path``, on error delete it.
 
-    Works for files and folders (``is_dir``); an existing folder at ``path`` is replaced.
+    Works for files and folders (``is_dir``); an existing folder at ``path`` is replaced. Temporaries carry the
+    writer's pid, so ones left behind by a killed process are removed by the next writer of the same path.
     """
     final = Path(path)
     ensure_dir(final.parent)
+    _remove_stale_temps(final)
+    prefix = f".{final.name}.{os.getpid()}."
     try:
         if is_dir:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=final.parent))
         else:
-            fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=final.parent)
             os.close(fd)
             tmp = Path(name)
     except OSError as exc:

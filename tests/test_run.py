@@ -1,0 +1,87 @@
+"""`hardneg run` end to end with the hash teacher and a tiny random student: stages, resume, results."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from hardneg.testing import make_tiny_student, write_tiny_beir
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    data = write_tiny_beir(root / "data")
+    student = make_tiny_student(root / "student")
+    cfg = root / "cfg.toml"
+    cfg.write_text(f"""
+[data]
+path = "{data}"
+dev = 0.2
+[teacher]
+model = "hash"
+[mine]
+strategy = "percpos(0.95)+topk(2)"
+depth = 10
+[train]
+student = "{student}"
+max_steps = 3
+batch_size = 4
+doc_max_length = 32
+query_max_length = 16
+short_rows = "pad"
+[evaluate]
+max_seq_length = 32
+depth = 50
+[run]
+out = "{root / 'out'}"
+cache = "{root / 'cache'}"
+""")
+    return root, cfg
+
+
+def test_run_then_resume_skips_every_stage(setup, capsys, monkeypatch):
+    root, cfg = setup
+    code, out, err = run_cli(["run", str(cfg), "-q"], capsys)
+    assert code == 0, err
+    res = json.loads((root / "out" / "results.json").read_text())
+    assert set(res["metrics"]) == {"dev", "test"}
+    assert set(res["metrics"]["test"]) == {"base", "finetuned"}
+    stages = sorted(p.name.split("-")[0] for p in (root / "out" / "stages").iterdir())
+    assert stages == ["eval"] * 4 + ["mine", "train"]
+    assert "ndcg@10" in out and "fine-tuned" in out
+    first = (root / "out" / "results.json").read_bytes()
+
+    import hardneg.experiments.run as runmod
+
+    def boom(*a, **k):
+        raise AssertionError("a finished stage ran again")
+
+    monkeypatch.setattr(runmod, "train", boom)
+    monkeypatch.setattr(runmod, "evaluate_model", boom)
+    monkeypatch.setattr(runmod, "get_pool", boom)
+    code, _, err = run_cli(["run", str(cfg), "-q"], capsys)
+    assert code == 0, err
+    assert (root / "out" / "results.json").read_bytes() == first
+
+
+def test_changing_a_train_setting_retrains_without_remining(setup, capsys, monkeypatch):
+    root, cfg = setup
+    import hardneg.experiments.run as runmod
+
+    monkeypatch.setattr(runmod, "get_pool", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-mined")))
+    code, _, err = run_cli(["run", str(cfg), "-q", "train.learning_rate=1e-4"], capsys)
+    assert code == 0, err
+    assert len(list((root / "out" / "stages").glob("train-*"))) == 2
+
+
+def test_bad_config_lists_every_problem(setup, capsys):
+    root, cfg = setup
+    code, _, err = run_cli(["run", str(cfg), "-q", "train.epochs=0", "mine.strategy=topk(4)+shift(1)",
+                            "evaluate.splits=[\"val\"]", "train.nope=1"], capsys)
+    msg = " ".join(err.split())
+    assert code == 2
+    for needle in ("epochs", "only the last part", "splits", "unknown key 'nope'"):
+        assert needle in msg, msg
