@@ -104,3 +104,30 @@ def test_output_path_that_is_a_file(tiny_beir, tmp_path, capsys):
                             "--cache", str(tmp_path / "c"), "-q"], capsys)
     assert code == 2 and "is an existing file" in " ".join(err.split())
     assert f.read_text() == "x"
+
+
+def test_several_teachers_fusion_and_ensembles(tiny_beir, tmp_path, capsys):
+    out = tmp_path / "multi"
+    code, _, err = run_cli(["mine", "--data", str(tiny_beir), "--out", str(out), "--teacher", "hash",
+                            "--teacher", "hash:32", "--teacher", "fusion(hash,hash:32)", "--depth", "5", "-q",
+                            "--cache", str(tmp_path / "c"), "-s", "topk(2)", "-s", "topk(2)+ensemble(intra,no-dedup)",
+                            "-s", "topk(2)+ensemble(cross)"], capsys)
+    assert code == 0, err
+    for t in ("hash", "hash-32", "fusion-hash-hash-32"):
+        assert (out / t / "topk-2" / "mined.jsonl").is_file(), sorted(p.name for p in out.iterdir())
+    rows = [json.loads(x) for x in (out / "topk-2_ensemble-intra-no-dedup" / "mined.jsonl").read_text().splitlines()]
+    single = {t: [json.loads(x) for x in (out / t / "topk-2" / "mined.jsonl").read_text().splitlines()]
+              for t in ("hash", "hash-32", "fusion-hash-hash-32")}
+    # intra-sample with 3 teachers and n = 2: slot 1 = teacher 1's top-1, slot 2 = teacher 2's top-1
+    for r, a, b in zip(rows, single["hash"], single["hash-32"]):
+        assert [n["docid"] for n in r["neg"]] == [a["neg"][0]["docid"], b["neg"][0]["docid"]]
+        assert [n["teacher"] for n in r["neg"]] == ["hash", "hash:32"]
+    cross = [json.loads(x) for x in (out / "topk-2_ensemble-cross" / "mined.jsonl").read_text().splitlines()]
+    for r in cross:  # every row's negatives come from one teacher, equal to that teacher's own mining
+        assert len({n["teacher"] for n in r["neg"]}) == 1
+
+
+def test_ensemble_needs_several_teachers(tiny_beir, tmp_path, capsys):
+    code, _, err = run_cli(["mine", "--data", str(tiny_beir), "--out", str(tmp_path / "o"), "--teacher", "hash",
+                            "-s", "topk(2)+ensemble(cross)", "-q", "--cache", str(tmp_path / "c")], capsys)
+    assert code == 2 and "need several teachers" in " ".join(err.split())

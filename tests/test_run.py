@@ -61,7 +61,7 @@ def test_run_then_resume_skips_every_stage(setup, capsys, monkeypatch):
 
     monkeypatch.setattr(runmod, "train", boom)
     monkeypatch.setattr(runmod, "evaluate_model", boom)
-    monkeypatch.setattr(runmod, "get_pool", boom)
+    monkeypatch.setattr(runmod, "get_pools", boom)
     code, _, err = run_cli(["run", str(cfg), "-q"], capsys)
     assert code == 0, err
     assert (root / "out" / "results.json").read_bytes() == first
@@ -71,7 +71,7 @@ def test_changing_a_train_setting_retrains_without_remining(setup, capsys, monke
     root, cfg = setup
     import hardneg.experiments.run as runmod
 
-    monkeypatch.setattr(runmod, "get_pool", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-mined")))
+    monkeypatch.setattr(runmod, "get_pools", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-mined")))
     code, _, err = run_cli(["run", str(cfg), "-q", "train.learning_rate=1e-4"], capsys)
     assert code == 0, err
     assert len(list((root / "out" / "stages").glob("train-*"))) == 2

@@ -65,7 +65,10 @@ def mine(
     strategy: Annotated[list[str], typer.Option(
         "--strategy", "-s", help='Strategy string, repeatable, e.g. "percpos(0.95)+topk(4)".')],
     split: Annotated[str, typer.Option(help="Qrels split to mine for.")] = "train",
-    teacher: Annotated[str, typer.Option(help="Teacher: alias (minilm, mpnet, minilm-int8, hash), folder or hub id.")] = "minilm",
+    teacher: Annotated[list[str], typer.Option(
+        help="Teacher, repeatable (best first): an alias (minilm, mpnet, minilm-int8, hash), a folder, a hub id, or "
+             "fusion(a,b[,how=mean]) (sum of the members' scores). Several teachers: each gets its own pool and "
+             "output folder, and ensemble strategies combine them.")] = ["minilm"],
     depth: Annotated[int, typer.Option(help="Candidates kept per query (positives excluded).")] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the sampled strategies and of export padding.")] = 0,
     query_prompt: Annotated[str, typer.Option(help="Text prepended to every query.")] = "",
@@ -88,9 +91,13 @@ def mine(
     from hardneg.encode.encoder import EncoderSpec
     from hardneg.mining.pipeline import MineConfig, run_mine
 
-    strategies = tuple(strategy_mod.parse_strategy(s) for s in strategy)
+    from hardneg.mining.pipeline import parse_plan
+    from hardneg.mining.teachers import parse_teacher
+
+    strategies = tuple(parse_plan(s) for s in strategy)
+    teacher_ref = "|".join(str(parse_teacher(t)) for t in teacher)
     exports = tuple(sorted({e for x in (export or []) for e in (("st", "flag", "triplets") if x == "all" else (x,))}))
-    spec = EncoderSpec(model=teacher, query_prompt=query_prompt, doc_prompt=doc_prompt,
+    spec = EncoderSpec(model=teacher_ref, query_prompt=query_prompt, doc_prompt=doc_prompt,
                        max_seq_length=max_seq_length, batch_size=batch_size, normalize=normalize, dtype=dtype,
                        trust_remote_code=trust_remote_code)
     cfg = MineConfig(teacher=spec, strategies=strategies, depth=depth, seed=seed, exports=exports,
@@ -109,11 +116,11 @@ def _print_mine_table(summary: dict) -> None:
                     f"with {summary['config']['teacher']['model']}")
     for col in ("strategy", "rows", "short", "empty", "removed/row", "pos q50", "top1 neg q50", "pos-top1 q50"):
         t.add_column(col, justify="right" if col != "strategy" else "left")
+    fmt = lambda d, k: "-" if d.get(k, {}).get("q50") is None else f"{d[k]['q50']:.3f}"  # noqa: E731
     for name, s in summary["strategies"].items():
-        removed = sum(s["removed_per_row"].values())
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        removed = sum(s.get("removed_per_row", {}).values())
         t.add_row(name, str(s["rows"]), str(s["rows_short"]), str(s["rows_empty"]), f"{removed:.1f}",
-                  fmt(s["pos_score"]["q50"]), fmt(s["top1_neg_score"]["q50"]), fmt(s["pos_minus_top1_neg"]["q50"]))
+                  fmt(s, "pos_score"), fmt(s, "top1_neg_score"), fmt(s, "pos_minus_top1_neg"))
     out_console.print(t)
 
 

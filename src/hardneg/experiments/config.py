@@ -19,7 +19,7 @@ from typing import Any
 
 from hardneg.encode.encoder import EncoderSpec
 from hardneg.errors import ConfigErrors, HardnegError
-from hardneg.mining.strategy import Strategy, parse_strategy
+from hardneg.mining.pipeline import Plan, parse_plan
 from hardneg.train.config import TrainConfig
 
 
@@ -64,7 +64,7 @@ class MineSection:
             p.append(f"strategy={self.strategy!r}: must be a strategy string")
         else:
             try:
-                object.__setattr__(self, "strategy", str(parse_strategy(self.strategy)))  # canonical form
+                object.__setattr__(self, "strategy", str(parse_plan(self.strategy)))  # canonical form
             except HardnegError as exc:
                 p.append(f"strategy={self.strategy!r}: {exc.what}")
         if not _is_int(self.depth) or self.depth < 1:
@@ -75,8 +75,8 @@ class MineSection:
             raise ConfigErrors(p, where="mine")
 
     @property
-    def parsed(self) -> Strategy:
-        return parse_strategy(self.strategy)
+    def parsed(self) -> Plan:
+        return parse_plan(self.strategy)
 
 
 @dataclass(frozen=True)

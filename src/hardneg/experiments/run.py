@@ -27,7 +27,9 @@ from hardneg.encode.models import default_cache_dir
 from hardneg.evaluate.pipeline import evaluate_model, write_eval
 from hardneg.experiments.config import RunConfig
 from hardneg.io import atomic_path, ensure_dir, read_json, stable_hash, write_json
-from hardneg.mining.pipeline import MineConfig, Timings, get_pool, mine_to_folder
+from hardneg.errors import HardnegError
+from hardneg.mining.pipeline import MineConfig, Timings, get_pools, mine_to_folder
+from hardneg.mining.teachers import parse_teacher, teacher_fingerprint
 from hardneg.train.trainer import train
 from hardneg.types import Dataset
 
@@ -66,7 +68,7 @@ class Context:
 
     def fingerprint(self, spec: EncoderSpec) -> str:
         if spec not in self._fingerprints:
-            self._fingerprints[spec] = load_encoder(spec, self.cache_dir).fingerprint()
+            self._fingerprints[spec] = teacher_fingerprint(spec, self.cache_dir)
         return self._fingerprints[spec]
 
 
@@ -89,13 +91,16 @@ def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
     t0 = time.perf_counter()
     if not mine_dir.is_dir():
         log.info("stage mine: %s (%s)", mine_dir.name, strategy)
+        if parse_teacher(cfg.teacher.model).kind == "list" and strategy.ensemble is None:
+            raise HardnegError(f'teacher "{cfg.teacher.model}" lists several teachers but strategy "{strategy}" '
+                               "has no ensemble", fix="append +ensemble(intra,no-dedup) (or cross, intra,dedup)")
         pool_t = Timings()
-        pool = get_pool(cfg.teacher, splits["train"], cfg.mine.depth, ctx.cache_dir, progress=ctx.progress,
-                        timings=pool_t)
+        pools = get_pools(cfg.teacher, splits["train"], cfg.mine.depth, ctx.cache_dir, progress=ctx.progress,
+                          timings=pool_t)
         timings.update({f"mine_{k}": v for k, v in pool_t.seconds.items()})
         mcfg = MineConfig(teacher=cfg.teacher, strategies=(strategy,), depth=cfg.mine.depth, seed=cfg.mine.seed)
         with atomic_path(mine_dir, is_dir=True) as tmp:
-            mine_to_folder(pool, splits["train"], mcfg, tmp)
+            mine_to_folder(pools, splits["train"], mcfg, tmp)
             write_json(tmp / "spec.json", mine_spec)
         timings["mine"] = round(time.perf_counter() - t0, 1)
     rows = read_mined(mine_dir / strategy.slug / "mined.jsonl")

@@ -1,13 +1,13 @@
-"""Mining end to end: dataset -> cached embeddings -> cached candidate pool -> strategies -> files.
+"""Mining end to end: dataset -> cached embeddings -> cached candidate pool(s) -> strategies -> files.
 
-The pool is keyed by everything that determines it (teacher fingerprint, corpus, queries, qrels, depth), so
-replaying any number of strategies costs one encode and one search.
+A pool is keyed by everything that determines it (teacher fingerprint, corpus, queries, qrels, depth), so
+replaying any number of strategies costs one encode and one search per teacher.
 """
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hardneg.encode.cache import encode_cached
@@ -15,13 +15,40 @@ from hardneg.encode.encoder import EncoderSpec, load_encoder
 from hardneg.errors import HardnegError
 from hardneg.io import atomic_path, ensure_dir, stable_hash, write_json, write_jsonl
 from hardneg.mining.candidates import build_pool, load_pool, save_pool
+from hardneg.mining.ensemble import EnsembleSpec, ensemble_mine, ensemble_rows, ensemble_stats, split_ensemble
 from hardneg.mining.export import EXPORTS, ShortPolicy, project_rows, write_exports
 from hardneg.mining.select import apply_strategy
 from hardneg.mining.stats import mining_stats
-from hardneg.mining.strategy import Strategy
+from hardneg.mining.strategy import Strategy, parse_strategy
+from hardneg.mining.teachers import fusion_pool, member_specs, parse_teacher, teacher_fingerprint
 from hardneg.types import CandidatePool, Dataset
 
 log = logging.getLogger("hardneg")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A strategy, optionally followed by a teacher ensemble: ``percpos(0.95)+topk(4)+ensemble(intra,dedup)``."""
+
+    strategy: Strategy
+    ensemble: EnsembleSpec | None = None
+
+    def __str__(self) -> str:
+        return str(self.strategy) + ("" if self.ensemble is None else f"+{self.ensemble}")
+
+    @property
+    def slug(self) -> str:
+        return self.strategy.slug + ("" if self.ensemble is None else f"_{self.ensemble.slug}")
+
+    @property
+    def n(self) -> int:
+        return self.strategy.n
+
+
+def parse_plan(text: str) -> Plan:
+    """Parse a strategy string that may carry an ``ensemble(...)`` part (see ``hardneg mine --help``)."""
+    base, ens = split_ensemble(text)
+    return Plan(parse_strategy(base), ens)
 
 
 @dataclass(frozen=True)
@@ -29,7 +56,7 @@ class MineConfig:
     """Everything that determines a mining run's outputs."""
 
     teacher: EncoderSpec
-    strategies: tuple[Strategy, ...]
+    strategies: tuple[Plan, ...]
     depth: int = 100
     seed: int = 0
     exports: tuple[str, ...] = ()
@@ -49,6 +76,10 @@ class MineConfig:
         slugs = [s.slug for s in self.strategies]
         if len(set(slugs)) != len(slugs):
             problems.append("a strategy is listed twice")
+        ref = parse_teacher(self.teacher.model)
+        ens = [str(p) for p in self.strategies if p.ensemble is not None]
+        if ens and ref.kind != "list":
+            problems.append(f"ensemble strategies ({', '.join(ens)}) need several teachers")
         if problems:
             raise HardnegError("; ".join(problems), fix="see `hardneg mine --help`")
 
@@ -66,72 +97,107 @@ class Timings:
         self.seconds[key] = round(self.seconds.get(key, 0.0) + time.perf_counter() - t0, 3)
 
 
-def pool_key(encoder_fp: str, dataset: Dataset, depth: int) -> str:
+def pool_key(teacher_fp: str, dataset: Dataset, depth: int) -> str:
     qrels_fp = stable_hash(sorted((q, sorted(d.items())) for q, d in dataset.qrels.items()), n=32)
-    return stable_hash({"teacher": encoder_fp, "corpus": dataset.corpus.fingerprint,
+    return stable_hash({"teacher": teacher_fp, "corpus": dataset.corpus.fingerprint,
                         "queries": dataset.queries.fingerprint, "qrels": qrels_fp, "depth": depth}, n=24)
 
 
 def get_pool(spec: EncoderSpec, dataset: Dataset, depth: int, cache_dir: Path | None, *, progress: bool = True,
              timings: Timings | None = None) -> CandidatePool:
-    """The teacher's candidate pool for ``dataset``, from the cache when it exists."""
-    timings = timings or Timings()
+    """The candidate pool of one teacher (an encoder or a fusion), from the cache when it exists."""
+    timings = timings if timings is not None else Timings()
+    ref = parse_teacher(spec.model)
+    if ref.kind == "list":
+        raise HardnegError(f'"{spec.model}" lists several teachers; each has its own pool',
+                           fix="use get_pools, or mine with an ensemble(...) strategy")
     t0 = time.perf_counter()
-    encoder = load_encoder(spec, cache_dir)
+    encoder = load_encoder(spec, cache_dir) if ref.kind == "single" else None
+    fp = encoder.fingerprint() if encoder is not None else teacher_fingerprint(spec, cache_dir)
     timings.add("load_model", t0)
-    key = pool_key(encoder.fingerprint(), dataset, depth)
-    folder = None if cache_dir is None else Path(cache_dir) / "pools" / key
+    folder = None if cache_dir is None else Path(cache_dir) / "pools" / pool_key(fp, dataset, depth)
     if folder is not None and (folder / "pool.json").is_file():
         t0 = time.perf_counter()
         try:
             pool = load_pool(folder)
             timings.add("load_pool", t0)
-            log.info("candidate pool: cache hit %s", folder)
+            log.info("candidate pool of %s: cache hit %s", spec.model, folder)
             return pool
         except HardnegError as exc:
             log.warning("candidate pool cache entry unusable (%s); rebuilding", exc)
-    t0 = time.perf_counter()
-    q_emb = encode_cached(encoder, dataset.queries.ids, dataset.queries.texts, "query", cache_dir, progress=progress)
-    d_emb = encode_cached(encoder, dataset.corpus.ids, dataset.corpus.encoding_texts, "doc", cache_dir,
-                          progress=progress)
-    timings.add("encode", t0)
-    t0 = time.perf_counter()
-    pool = build_pool(spec.model, dataset, q_emb, d_emb, depth, progress=progress,
-                      meta={"teacher_spec": spec.to_dict(), "teacher_fingerprint": encoder.fingerprint()})
-    timings.add("search", t0)
+    if encoder is None:  # fusion: members' pools and embeddings come from the cache
+        t0 = time.perf_counter()
+        pool = fusion_pool(ref, spec, dataset, depth, cache_dir, progress=progress, timings=timings)
+        timings.add("fusion", t0)
+    else:
+        t0 = time.perf_counter()
+        q_emb = encode_cached(encoder, dataset.queries.ids, dataset.queries.texts, "query", cache_dir,
+                              progress=progress)
+        d_emb = encode_cached(encoder, dataset.corpus.ids, dataset.corpus.encoding_texts, "doc", cache_dir,
+                              progress=progress)
+        timings.add("encode", t0)
+        t0 = time.perf_counter()
+        pool = build_pool(spec.model, dataset, q_emb, d_emb, depth, progress=progress,
+                          meta={"teacher_spec": spec.to_dict(), "teacher_fingerprint": fp})
+        timings.add("search", t0)
     if folder is not None:
         save_pool(pool, folder)
     return pool
 
 
-def mine_to_folder(pool: CandidatePool, dataset: Dataset, cfg: MineConfig, out: Path) -> dict[str, dict]:
-    """Replay every strategy of ``cfg`` on ``pool`` and write ``out/<strategy slug>/`` folders atomically."""
+def get_pools(spec: EncoderSpec, dataset: Dataset, depth: int, cache_dir: Path | None, *, progress: bool = True,
+              timings: Timings | None = None) -> list[CandidatePool]:
+    """One pool per teacher of ``spec.model`` (a list ``a|b`` gives several, best first)."""
+    ref = parse_teacher(spec.model)
+    specs = member_specs(ref, spec) if ref.kind == "list" else [spec]
+    return [get_pool(s, dataset, depth, cache_dir, progress=progress, timings=timings) for s in specs]
+
+
+def _write_one(folder: Path, rows: list[dict], stats: dict, plan: Plan, cfg: MineConfig, pool: CandidatePool,
+               dataset: Dataset) -> None:
+    with atomic_path(folder, is_dir=True) as tmp:
+        write_jsonl(tmp / "mined.jsonl", rows)
+        # Padding in exports only needs the row layout, which every teacher's pool shares.
+        mined = apply_strategy(pool, plan.strategy, seed=cfg.seed)
+        stats["exports"] = write_exports(rows, tmp, plan.n, cfg.exports, policy=cfg.short_policy, mined=mined,
+                                         dataset=dataset, seed=cfg.seed)
+        write_json(tmp / "stats.json", stats)
+
+
+def mine_to_folder(pools: list[CandidatePool], dataset: Dataset, cfg: MineConfig, out: Path) -> dict[str, dict]:
+    """Replay every strategy on the teachers' pools; write ``out/<strategy>/`` (one teacher or an ensemble) or
+    ``out/<teacher>/<strategy>/`` (several teachers, plain strategy), each folder atomically."""
     ensure_dir(out)
+    ref = parse_teacher(cfg.teacher.model)
+    names = list(ref.members) if ref.kind == "list" else [str(ref)]
     all_stats: dict[str, dict] = {}
-    for strategy in cfg.strategies:
+    for plan in cfg.strategies:
         t0 = time.perf_counter()
-        mined = apply_strategy(pool, strategy, seed=cfg.seed)
-        rows = list(project_rows(mined, dataset))
-        stats = mining_stats(mined, strategy.n)
-        with atomic_path(out / strategy.slug, is_dir=True) as tmp:
-            write_jsonl(tmp / "mined.jsonl", rows)
-            stats["exports"] = write_exports(rows, tmp, strategy.n, cfg.exports, policy=cfg.short_policy,
-                                             mined=mined, dataset=dataset, seed=cfg.seed)
-            write_json(tmp / "stats.json", stats)
-        log.debug("%s: %.3f s", strategy, time.perf_counter() - t0)
-        all_stats[str(strategy)] = stats
+        if plan.ensemble is not None:
+            es = ensemble_mine(pools, plan.strategy, plan.ensemble, seed=cfg.seed)
+            stats = ensemble_stats(es, plan.n)
+            _write_one(out / plan.slug, list(ensemble_rows(es, dataset)), stats, plan, cfg, pools[0], dataset)
+            all_stats[str(plan)] = stats
+        else:
+            for name, pool in zip(names, pools):
+                mined = apply_strategy(pool, plan.strategy, seed=cfg.seed)
+                stats = mining_stats(mined, plan.n)
+                folder = out / plan.slug if len(pools) == 1 else out / parse_teacher(name).slug / plan.slug
+                _write_one(folder, list(project_rows(mined, dataset)), stats, plan, cfg, pool, dataset)
+                all_stats[str(plan) if len(pools) == 1 else f"{name}: {plan}"] = stats
+        log.debug("%s: %.3f s", plan, time.perf_counter() - t0)
     return all_stats
 
 
 def run_mine(dataset: Dataset, cfg: MineConfig, out: Path, cache_dir: Path | None, *,
              progress: bool = True) -> dict:
-    """``hardneg mine``: encode and search once, replay every strategy, write outputs and a summary."""
+    """``hardneg mine``: encode and search once per teacher, replay every strategy, write outputs and a summary."""
     if out.exists() and not out.is_dir():
         raise HardnegError("the output folder is an existing file", where=out, fix="pass a folder path for --out")
     timings = Timings()
-    pool = get_pool(cfg.teacher, dataset, cfg.depth, cache_dir, progress=progress, timings=timings)
+    pools = get_pools(cfg.teacher, dataset, cfg.depth, cache_dir, progress=progress, timings=timings)
     t0 = time.perf_counter()
-    stats = mine_to_folder(pool, dataset, cfg, out)
+    stats = mine_to_folder(pools, dataset, cfg, out)
     timings.add("strategies", t0)
     summary = {"config": cfg.to_dict(), "dataset": {"name": dataset.name, "split": dataset.split,
                                                     "docs": len(dataset.corpus), "queries": len(dataset.queries)},

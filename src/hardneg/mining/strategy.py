@@ -19,6 +19,14 @@ removed, in score order (ties: corpus row ascending):
 - ``top1+sampled(k,n[,temperature])``  keep the first survivor, sample n-1 from survivors 2..k as above.
 - ``none``          no hard negatives (in-batch negatives only, a training baseline).
 
+Teacher ensembles (with several --teacher, best first) append ``+ensemble(...)`` to a strategy:
+
+- ``ensemble(cross)``            each (query, positive) row takes all its negatives from one teacher drawn at
+                                 random (seeded, per row).
+- ``ensemble(intra,no-dedup)``   slot i takes the next negative of teacher i mod T (n = T: each teacher's top-1);
+                                 duplicates are kept (the paper's best).
+- ``ensemble(intra,dedup)``      as above, but a duplicate is replaced by that teacher's next unique negative.
+
 ``pos_ref`` for a query with several positives: ``ref=min`` (default: the weakest positive, as NVIDIA's
 NeMo-Curator miner and sentence-transformers do), ``max``, ``mean``, or ``row`` (the positive of the output row,
 the paper's one-positive-per-sample reading).

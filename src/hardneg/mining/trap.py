@@ -19,7 +19,9 @@ query, ``pool(r)`` its top-depth candidates, ``neg(r)`` the negatives the strate
 
 An injected document that is not a trap of the query (a copy of another query's positive) counts as an ordinary,
 real negative for it: its source is not a positive of the query, or the manifest would list the query.
-Ratios with an empty denominator are ``None``.
+Ratios with an empty denominator are ``None``. The counts ``traps``, ``traps_in_pool`` and ``traps_selected`` are
+sums over trap rows (a query with two positives counts its traps twice, as training sees them twice);
+``by_transform`` splits ``traps_in_pool``/``traps_selected``/``trap_recall`` by the injected copy's transform.
 """
 from __future__ import annotations
 
@@ -85,6 +87,7 @@ def trap_rates(mined: MinedSet, dataset: Dataset, manifest: Manifest) -> dict[st
     n_kept = kept.sum(axis=1)  # [R]
     n_ref = ref.sum(axis=1)[rq]  # [R]
     t = trap_row
+    by_transform = _by_transform(mined, dataset, manifest, is_trap, sel_trap, t)
     traps_t = int(n_traps[rq][t].sum())
     present_t = int(present_q[rq][t].sum())
     selected_t = int(n_sel_trap[t].sum())
@@ -106,7 +109,26 @@ def trap_rates(mined: MinedSet, dataset: Dataset, manifest: Manifest) -> dict[st
         "real_kept_trap_rows": _ratio(int(n_kept[t].sum()), int(n_ref[t].sum())),
         "negatives_per_row": _ratio(int(n_neg.sum()), int(len(rq))),
         "rows_short": int((n_neg < n).sum()),
+        "by_transform": by_transform,
     }
+
+
+def _by_transform(mined: MinedSet, dataset: Dataset, manifest: Manifest, is_trap: np.ndarray,
+                  sel_trap: np.ndarray, trap_row: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Per transform (trap rows): traps in the pool, traps selected, and their ratio (the trap recall)."""
+    row = dataset.corpus.row
+    names = sorted({d.transform for d in manifest.docs})
+    code = {row[d.id]: names.index(d.transform) for d in manifest.docs}
+    pool, rq = mined.pool, mined.row_q
+    tq = pool.cand_idx[rq][trap_row]  # [T, D] corpus rows of the trap rows' candidates
+    present = tq[is_trap[rq][trap_row]]
+    chosen = np.take_along_axis(pool.cand_idx[rq], np.maximum(mined.neg_col, 0), axis=1)[sel_trap]
+    out = {}
+    for k, name in enumerate(names):
+        p = int(sum(1 for x in present.tolist() if code[x] == k))
+        c = int(sum(1 for x in chosen.tolist() if code[x] == k))
+        out[name] = {"traps_in_pool": p, "traps_selected": c, "trap_recall": _ratio(c, p)}
+    return out
 
 
 def trap_pool_stats(mined: MinedSet, dataset: Dataset, manifest: Manifest) -> dict[str, Any]:

@@ -1,0 +1,129 @@
+"""Contrastive losses: InfoNCE with or without in-batch negatives, plain or GradCache-cached.
+
+With in-batch negatives the sentence-transformers losses are used as they are
+(``MultipleNegativesRankingLoss`` / ``CachedMultipleNegativesRankingLoss``): for query i the softmax runs over
+its positive, its hard negatives and every other row's positive and hard negatives. sentence-transformers 6.2
+has no switch that leaves the in-batch documents out (``hardness_mode`` only re-weights them), so the
+"own negatives only" variant is written here.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from sentence_transformers.base.losses.gradcache import CachedLossMixin
+from sentence_transformers.base.losses.merged_forward import embed_columns
+from sentence_transformers.sentence_transformer.losses import (
+    CachedMultipleNegativesRankingLoss,
+    MultipleNegativesRankingLoss,
+)
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from hardneg.train.config import TrainConfig
+
+
+def _pairwise_cos(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise cosine similarity: [n, d] x [n, d] -> [n]."""
+    return (F.normalize(a, p=2, dim=-1) * F.normalize(b, p=2, dim=-1)).sum(dim=-1)
+
+
+def own_negatives_infonce(query: Tensor, docs: list[Tensor], scale: float,
+                          pairwise_sim: Callable[[Tensor, Tensor], Tensor] = _pairwise_cos) -> Tensor:
+    """Per-row InfoNCE losses [b] over each query's own positive (``docs[0]``) and hard negatives (``docs[1:]``)."""
+    # [b, 1 + k]: column 0 is the positive; row i never sees row j's documents.
+    logits = torch.stack([pairwise_sim(query, d) for d in docs], dim=1) * scale
+    return torch.logsumexp(logits, dim=1) - logits[:, 0]
+
+
+class OwnNegativesInfoNCELoss(nn.Module):
+    """InfoNCE without in-batch negatives (paper eq. 1 with D^N = the row's own hard negatives).
+
+    For a row with query q, positive d+ and hard negatives n_1..n_k, with s = cosine similarity and
+    scale = 1/tau::
+
+        L = -log( exp(scale * s(q, d+)) / (exp(scale * s(q, d+)) + sum_j exp(scale * s(q, n_j))) )
+
+    averaged over the rows of the batch. Input columns: (anchor, positive, negative_1, ..., negative_k),
+    k >= 1. The documents of other rows take no part, so the batch size does not change the objective.
+    """
+
+    def __init__(self, model: SentenceTransformer, scale: float = 20.0) -> None:
+        super().__init__()
+        if not scale > 0:
+            raise ValueError("scale must be > 0")
+        self.model = model
+        self.scale = scale
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
+        # One forward for the anchors, one merged forward for all document columns (like MNRL).
+        embeddings = embed_columns(self.model, sentence_features)
+        return self.compute_loss_from_embeddings(embeddings, labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor:
+        """Loss from per-column embeddings: [anchor [b, d], positive [b, d], negative_j [b, d]...]."""
+        if len(embeddings) < 3:
+            raise ValueError("own-negatives InfoNCE needs at least one hard-negative column")
+        return own_negatives_infonce(embeddings[0], list(embeddings[1:]), self.scale).mean()
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "similarity_fct": "cos_sim", "in_batch_negatives": False}
+
+    @property
+    def temperature(self) -> float:
+        return 1.0 / self.scale
+
+
+class CachedOwnNegativesInfoNCELoss(CachedLossMixin, nn.Module):
+    """GradCache version of :class:`OwnNegativesInfoNCELoss`: same loss and gradients, bounded memory."""
+
+    def __init__(self, model: SentenceTransformer, scale: float = 20.0, mini_batch_size: int = 32) -> None:
+        super().__init__()
+        if not scale > 0:
+            raise ValueError("scale must be > 0")
+        self.model = model
+        self.scale = scale
+        self.mini_batch_size = mini_batch_size
+
+    def calculate_loss(self, reps: list[list[Tensor]], labels: Tensor | None = None, *,
+                       with_backward: bool = False) -> Tensor:
+        query = torch.cat(reps[0])  # [b, d]
+        docs = [torch.cat(r) for r in reps[1:]]  # (1 + k) x [b, d]
+        if len(docs) < 2:
+            raise ValueError("own-negatives InfoNCE needs at least one hard-negative column")
+        b = query.size(0)
+        total: list[Tensor] = []
+        # Rows are independent, so the loss can be chunked (and back-propagated) row block by row block.
+        for begin in range(0, b, self.mini_batch_size):
+            end = min(begin + self.mini_batch_size, b)
+            part = own_negatives_infonce(query[begin:end], [d[begin:end] for d in docs], self.scale)
+            part = part.sum() / b
+            if with_backward:
+                part.backward()
+                part = part.detach()
+            total.append(part)
+        return sum(total)
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
+        return self.forward_cached(list(sentence_features), labels)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "similarity_fct": "cos_sim", "in_batch_negatives": False,
+                "mini_batch_size": self.mini_batch_size}
+
+
+def build_loss(model: SentenceTransformer, cfg: TrainConfig) -> nn.Module:
+    """The loss module for ``cfg``: (in-batch negatives on/off) x (plain/cached)."""
+    cached = cfg.loss == "cached_infonce"
+    if cfg.in_batch_negatives:
+        if cached:
+            return CachedMultipleNegativesRankingLoss(model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size)
+        return MultipleNegativesRankingLoss(model, scale=cfg.scale)
+    if cached:
+        return CachedOwnNegativesInfoNCELoss(model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size)
+    return OwnNegativesInfoNCELoss(model, scale=cfg.scale)
+

@@ -1,0 +1,441 @@
+"""Fine-tune a sentence-transformers student on mined rows: a thin layer over SentenceTransformerTrainer.
+
+Choices worth knowing (details in ``TrainConfig``):
+
+- Rows become columns ``anchor, positive, negative_1..n``; rows short of n negatives are dropped or padded
+  (``short_rows``), and the counts go to ``train_config.json``.
+- Query vs document length: the anchor column is tokenized with ``max_length=query_max_length`` and the
+  document columns with ``doc_max_length``, through the data collator's per-task ``max_length`` (columns
+  mapped to tasks "query"/"document"). Truncation is by the model tokenizer at batch time, so nothing is
+  decoded or re-encoded; the saved model keeps its own inference ``max_seq_length``.
+- Batches: ``BatchSamplers.NO_DUPLICATES`` with in-batch negatives (no text shared inside a batch, so no
+  in-batch false negative by duplication); the plain sampler without (rows do not interact). Gradient
+  accumulation does not widen the in-batch pool: use ``loss="cached_infonce"`` with a larger batch for that.
+- LoRA (peft): adapters are injected with ``model.add_adapter`` (base weights frozen) and merged into the
+  base weights before saving, so the output folder is a plain sentence-transformers model.
+- Output: written into a temporary sibling folder and renamed onto ``out_dir`` at the end; no checkpoints
+  (a killed run leaves nothing and is simply re-run).
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.sampler import BatchSamplers
+from sentence_transformers.sentence_transformer import (
+    SentenceTransformerDataCollator,
+    SentenceTransformerTrainer,
+    SentenceTransformerTrainingArguments,
+)
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from hardneg.encode.models import resolve_model
+from hardneg.errors import HardnegError
+from hardneg.io import atomic_path, write_json
+from hardneg.train.config import TrainConfig
+from hardneg.train.losses import build_loss
+
+# ---------------------------------------------------------------- mined rows -> fixed-width columns
+
+
+@dataclass(frozen=True)
+class PreparedRows:
+    """Training columns plus what the short-row policy did."""
+
+    columns: dict[str, list[str]]  # anchor, positive, negative_1..n -> texts, one entry per kept row
+    n_negatives: int
+    n_rows_in: int
+    n_rows_used: int
+    n_rows_dropped: int  # short rows removed (policy "drop")
+    n_rows_padded: int  # short rows filled (policy "pad")
+    n_pad_negatives: int  # negatives added by padding, in total
+    n_rows_truncated: int  # rows with more than n negatives, cut to their first n
+
+    def stats(self) -> dict[str, int]:
+        """The counters, for train_config.json."""
+        return {"n_negatives": self.n_negatives, "rows_in": self.n_rows_in, "rows_used": self.n_rows_used,
+                "rows_dropped": self.n_rows_dropped, "rows_padded": self.n_rows_padded,
+                "pad_negatives": self.n_pad_negatives, "rows_truncated": self.n_rows_truncated}
+
+
+def _row_error(i: int, what: str, where: str) -> HardnegError:
+    return HardnegError(f"row {i + 1}: {what}", where=where, line=i + 1,
+                        fix='each row needs {"qid": str, "query": str, "pos": {"docid", "text"}, '
+                            '"neg": [{"docid", "text"}, ...]} (the mined.jsonl format)')
+
+
+def _validate(rows: Sequence[dict[str, Any]], where: str) -> None:
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise _row_error(i, f"expected an object, got {type(row).__name__}", where)
+        if not isinstance(row.get("qid"), str) or not isinstance(row.get("query"), str):
+            raise _row_error(i, "missing or non-string 'qid'/'query'", where)
+        pos = row.get("pos")
+        if not isinstance(pos, dict) or not isinstance(pos.get("text"), str) or not isinstance(pos.get("docid"), str):
+            raise _row_error(i, "missing or malformed 'pos' (needs string 'docid' and 'text')", where)
+        negs = row.get("neg", [])
+        if not isinstance(negs, list) or not all(
+                isinstance(n, dict) and isinstance(n.get("text"), str) and isinstance(n.get("docid"), str)
+                for n in negs):
+            raise _row_error(i, "malformed 'neg' (needs a list of objects with string 'docid' and 'text')", where)
+
+
+def resolve_n_negatives(rows: Sequence[dict[str, Any]], n_negatives: int | None) -> int:
+    """The column count: the configured n, or the largest negative count of any row."""
+    if n_negatives is not None:
+        return n_negatives
+    return max((len(r.get("neg", [])) for r in rows), default=0)
+
+
+def prepare_rows(rows: Sequence[dict[str, Any]], n_negatives: int, short_rows: str, seed: int,
+                 *, where: str = "training rows") -> PreparedRows:
+    """Give every row exactly ``n_negatives`` negatives: drop or pad short rows, cut long ones to their first n.
+
+    Padding draws, with ``numpy.random.default_rng(seed)``, from the distinct negatives (by docid) of all rows,
+    excluding the row's own positive and negatives and every positive of the same qid.
+    """
+    _validate(rows, where)
+    if short_rows not in ("drop", "pad"):
+        raise HardnegError(f"unknown short_rows policy {short_rows!r}", where=where, fix="use 'drop' or 'pad'")
+    n = n_negatives
+    pool_ids: list[str] = []
+    pool_text: dict[str, str] = {}
+    positives_of: dict[str, set[str]] = {}
+    if short_rows == "pad":
+        for r in rows:
+            positives_of.setdefault(r["qid"], set()).add(r["pos"]["docid"])
+            for neg in r.get("neg", []):
+                if neg["docid"] not in pool_text:
+                    pool_text[neg["docid"]] = neg["text"]
+                    pool_ids.append(neg["docid"])
+    rng = np.random.default_rng(seed)
+    cols: dict[str, list[str]] = {"anchor": [], "positive": []}
+    for j in range(n):
+        cols[f"negative_{j + 1}"] = []
+    dropped = padded = pad_total = truncated = 0
+    for r in rows:
+        negs = list(r.get("neg", []))
+        if len(negs) > n:
+            negs = negs[:n]
+            truncated += 1
+        texts = [neg["text"] for neg in negs]
+        if len(texts) < n:
+            if short_rows == "drop":
+                dropped += 1
+                continue
+            banned = positives_of[r["qid"]] | {neg["docid"] for neg in negs} | {r["pos"]["docid"]}
+            need = n - len(texts)
+            chosen = _draw(rng, pool_ids, banned, need)
+            if len(chosen) < need:
+                raise HardnegError(
+                    f"cannot pad query {r['qid']!r} to {n} negatives: only {len(chosen)} other negatives exist",
+                    where=where, fix="lower n_negatives or use short_rows='drop'")
+            texts += [pool_text[d] for d in chosen]
+            padded += 1
+            pad_total += need
+        cols["anchor"].append(r["query"])
+        cols["positive"].append(r["pos"]["text"])
+        for j, t in enumerate(texts):
+            cols[f"negative_{j + 1}"].append(t)
+    return PreparedRows(columns=cols, n_negatives=n, n_rows_in=len(rows), n_rows_used=len(cols["anchor"]),
+                        n_rows_dropped=dropped, n_rows_padded=padded, n_pad_negatives=pad_total,
+                        n_rows_truncated=truncated)
+
+
+def _draw(rng: np.random.Generator, pool: list[str], banned: set[str], need: int) -> list[str]:
+    """Up to ``need`` distinct pool ids not in ``banned``, uniformly at random (deterministic given rng)."""
+    chosen: list[str] = []
+    seen: set[str] = set()
+    # Rejection sampling costs O(need) draws while the pool is mostly allowed; a full shuffle is the fallback.
+    for _ in range(20 * need + 100):
+        if len(chosen) == need or not pool:
+            return chosen
+        d = pool[int(rng.integers(len(pool)))]
+        if d not in banned and d not in seen:
+            seen.add(d)
+            chosen.append(d)
+    for k in rng.permutation(len(pool)):
+        if len(chosen) == need:
+            break
+        d = pool[int(k)]
+        if d not in banned and d not in seen:
+            seen.add(d)
+            chosen.append(d)
+    return chosen
+
+
+# ---------------------------------------------------------------- model, LoRA, records
+
+
+def load_student(cfg: TrainConfig) -> tuple[SentenceTransformer, str]:
+    """Load the student named by ``cfg.student`` and check the max lengths fit its position table."""
+    path = resolve_model(cfg.student)
+    if path.startswith("hash:") or (Path(path) / "model.onnx").exists():
+        raise HardnegError(f"student {cfg.student!r} is not a trainable sentence-transformers model",
+                           where="train config", fix="use 'minilm', 'mpnet' or a sentence-transformers folder")
+    try:
+        model = SentenceTransformer(path)
+    except OSError as exc:  # a hub id without network, or a folder that is not a model
+        raise HardnegError(f"cannot load student {cfg.student!r}: {exc}", where="train config",
+                           fix="use 'minilm' or the path of a sentence-transformers model folder") from None
+    hf = model.transformers_model
+    limit = getattr(getattr(hf, "config", None), "max_position_embeddings", None)
+    if limit is not None:
+        for name in ("query_max_length", "doc_max_length"):
+            if getattr(cfg, name) > limit:
+                raise HardnegError(f"{name}={getattr(cfg, name)} exceeds the student's {limit} positions",
+                                   where="train config", fix=f"set {name} <= {limit}")
+    return model, path
+
+
+def _add_lora(model: SentenceTransformer, cfg: TrainConfig) -> dict[str, Any]:
+    """Inject LoRA adapters (base weights frozen); returns what was done, for train_config.json."""
+    try:
+        from peft import LoraConfig
+    except ImportError:
+        raise HardnegError("lora=true needs the peft package", where="train config",
+                           fix='pip install "peft>=0.11"  (or: pip install "hardneg[lora]")') from None
+    target = list(cfg.lora_target_modules) if cfg.lora_target_modules else None
+    try:
+        model.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                     target_modules=target, bias="none"))
+    except ValueError as exc:  # e.g. target modules not found in the model
+        raise HardnegError(f"cannot add LoRA adapters: {exc}", where="train config",
+                           fix="set lora_target_modules to Linear module names of the student, "
+                               "e.g. ['query', 'value'] for BERT") from None
+    peft_cfg = model.transformers_model.peft_config["default"]
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"target_modules": sorted(peft_cfg.target_modules), "rank": cfg.lora_rank, "alpha": cfg.lora_alpha,
+            "dropout": cfg.lora_dropout, "trainable_params": trainable, "total_params": total, "merged": True}
+
+
+def merge_lora(model: SentenceTransformer) -> None:
+    """Fold LoRA adapters into the base weights (W += B A * alpha/r) and remove every peft trace."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    hf = model.transformers_model
+    for name, module in list(hf.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            module.merge()
+            parent_name, _, child = name.rpartition(".")
+            parent = hf.get_submodule(parent_name) if parent_name else hf
+            setattr(parent, child, module.get_base_layer())
+    # Otherwise save_pretrained would write only an adapter file.
+    hf._hf_peft_config_loaded = False
+    if hasattr(hf, "peft_config"):
+        del hf.peft_config
+    for p in model.parameters():
+        p.requires_grad_(True)
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for dist in ("hardneg", "sentence-transformers", "transformers", "torch", "datasets", "accelerate", "peft",
+                 "numpy"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _loss_curve(log_history: list[dict[str, Any]]) -> dict[str, list[dict[str, float]]]:
+    """Trainer log history -> {"train": [{step, loss, learning_rate, ...}], "eval": [{step, eval_loss}]}."""
+    train_rows, eval_rows = [], []
+    for rec in log_history:
+        if "loss" in rec:
+            train_rows.append({k: rec[k] for k in ("step", "epoch", "loss", "learning_rate", "grad_norm")
+                               if k in rec})
+        elif "eval_loss" in rec:
+            eval_rows.append({"step": rec["step"], "epoch": rec.get("epoch"), "eval_loss": rec["eval_loss"]})
+    return {"train": train_rows, "eval": eval_rows}
+
+
+def _plot(curve: dict[str, list[dict[str, float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    steps = [r["step"] for r in curve["train"]]
+    ax.plot(steps, [r["loss"] for r in curve["train"]], marker=".", label="train loss")
+    if curve["eval"]:
+        ax.plot([r["step"] for r in curve["eval"]], [r["eval_loss"] for r in curve["eval"]], marker="o",
+                linestyle="--", label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    lr_ax = ax.twinx()
+    lr_ax.plot(steps, [r.get("learning_rate", math.nan) for r in curve["train"]], color="grey", alpha=0.5,
+               label="learning rate")
+    lr_ax.set_ylabel("learning rate")
+    lines = ax.get_legend_handles_labels()
+    lr_lines = lr_ax.get_legend_handles_labels()
+    ax.legend(lines[0] + lr_lines[0], lines[1] + lr_lines[1], fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})  # no version stamp: same curve, same bytes
+    plt.close(fig)
+
+
+class _Trainer(SentenceTransformerTrainer):
+    """The sentence-transformers trainer without model-card tracking (no card is written; it embeds examples)."""
+
+    def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
+        pass
+
+
+def _dataset(prep: PreparedRows) -> Dataset:
+    # Column order matters: the losses read anchor, positive, then the negatives.
+    return Dataset.from_dict(prep.columns)
+
+
+@dataclass
+class TrainResult:
+    """What ``fit`` produced: the trained in-memory model (LoRA merged), its folder and the records written."""
+
+    model: SentenceTransformer
+    out_dir: Path
+    record: dict[str, Any]  # the content of train_config.json
+    curve: dict[str, list[dict[str, float]]]  # the content of loss_curve.json
+
+
+def train(rows: Sequence[dict[str, Any]], cfg: TrainConfig, out_dir: Path, *, progress: bool = True,
+          eval_rows: Sequence[dict[str, Any]] | None = None) -> Path:
+    """Fine-tune ``cfg.student`` with InfoNCE on mined rows; write a sentence-transformers folder at ``out_dir``.
+
+    Loss (paper eq. 1) with scale 1/temperature over the positive, the row's hard negatives and, if
+    ``cfg.in_batch_negatives``, every other document of the batch. Besides the model, the folder holds
+    ``train_config.json``, ``loss_curve.json`` and ``loss_curve.png``. Returns ``out_dir``.
+    """
+    return fit(rows, cfg, out_dir, progress=progress, eval_rows=eval_rows).out_dir
+
+
+def make_collator(model: SentenceTransformer, cfg: TrainConfig, columns: Sequence[str]
+                  ) -> SentenceTransformerDataCollator:
+    """Collator that tokenizes anchors at ``query_max_length`` and documents at ``doc_max_length``, with prompts."""
+    # Columns are mapped to the tasks "query"/"document"; the collator's max_length is keyed by task, and the
+    # Transformer module drops the task key before the forward pass (it only selects the length).
+    task_of = {c: ("query" if c == "anchor" else "document") for c in columns}
+    return SentenceTransformerDataCollator(
+        preprocess_fn=model.preprocess, router_mapping=task_of, prompts=_prompts(cfg, columns),
+        max_length={"query": cfg.query_max_length, "document": cfg.doc_max_length})
+
+
+def _prompts(cfg: TrainConfig, columns: Sequence[str]) -> dict[str, str] | None:
+    prompts = {c: (cfg.query_prompt if c == "anchor" else cfg.doc_prompt) for c in columns}
+    return {c: p for c, p in prompts.items() if p} or None
+
+
+def fit(rows: Sequence[dict[str, Any]], cfg: TrainConfig, out_dir: Path, *, progress: bool = True,
+        eval_rows: Sequence[dict[str, Any]] | None = None) -> TrainResult:
+    """Like ``train`` but also returns the in-memory model and the records (for tests and notebooks)."""
+    out_dir = Path(out_dir)
+    _validate(rows, "training rows")
+    n = resolve_n_negatives(rows, cfg.n_negatives)
+    prep = prepare_rows(rows, n, cfg.short_rows, cfg.seed)
+    if prep.n_rows_used == 0:
+        raise HardnegError(f"no training rows left: {prep.n_rows_in} rows in, {prep.n_rows_dropped} dropped as "
+                           f"short of {n} negatives", where="training rows",
+                           fix="lower n_negatives, use short_rows='pad', or mine deeper")
+    if n == 0 and not cfg.in_batch_negatives:
+        raise HardnegError("the rows have no negatives and in_batch_negatives is false: nothing to contrast",
+                           where="training rows", fix="mine negatives or set in_batch_negatives=true")
+    eval_prep = None
+    if eval_rows is not None:
+        eval_prep = prepare_rows(eval_rows, n, cfg.short_rows, cfg.seed, where="eval rows")
+        if eval_prep.n_rows_used == 0:
+            raise HardnegError("no eval rows left after the short-row policy", where="eval rows",
+                               fix="pass eval rows with enough negatives, or none")
+
+    transformers.set_seed(cfg.seed)  # LoRA initialisation draws from the global RNG
+    model, student_path = load_student(cfg)
+    lora_info = _add_lora(model, cfg) if cfg.lora else None
+    loss = build_loss(model, cfg)
+
+    columns = list(prep.columns)
+    collator = make_collator(model, cfg, columns)
+
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        work = tmp / "logs"
+        args = SentenceTransformerTrainingArguments(
+            output_dir=str(work),
+            num_train_epochs=cfg.epochs,
+            max_steps=cfg.max_steps if cfg.max_steps is not None else -1,
+            per_device_train_batch_size=cfg.batch_size,
+            per_device_eval_batch_size=cfg.batch_size,
+            gradient_accumulation_steps=cfg.grad_accum,
+            learning_rate=cfg.learning_rate,
+            # transformers 5: a float < 1 is a ratio of the total steps, an int >= 1 a step count.
+            warmup_steps=cfg.warmup_steps if cfg.warmup_steps is not None else cfg.warmup_ratio,
+            weight_decay=cfg.weight_decay,
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            batch_sampler=BatchSamplers.NO_DUPLICATES if cfg.in_batch_negatives else BatchSamplers.BATCH_SAMPLER,
+            prompts=collator.prompts,
+            router_mapping=collator.router_mapping,
+            logging_strategy="steps",
+            logging_steps=1,
+            save_strategy="no",
+            eval_strategy="steps" if eval_prep is not None and cfg.eval_steps else "no",
+            eval_steps=cfg.eval_steps if eval_prep is not None else None,
+            report_to=list(cfg.report_to) if cfg.report_to else "none",
+            disable_tqdm=not progress,
+            dataloader_num_workers=0,
+            dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps a GPU
+            fp16=False,
+            bf16=False,
+        )
+        trainer = _Trainer(
+            model=model, args=args, train_dataset=_dataset(prep),
+            eval_dataset=_dataset(eval_prep) if eval_prep is not None else None,
+            loss=loss, data_collator=collator)
+        if not progress:
+            trainer.remove_callback(PrinterCallback)
+            trainer.remove_callback(ProgressCallback)
+        t0 = time.perf_counter()
+        result = trainer.train()
+        seconds = time.perf_counter() - t0
+        if eval_prep is not None and not cfg.eval_steps:
+            trainer.evaluate()
+        curve = _loss_curve(trainer.state.log_history)
+
+        if cfg.lora:
+            merge_lora(model)
+        if not cfg.report_to:
+            shutil.rmtree(work, ignore_errors=True)
+        model.save(str(tmp), safe_serialization=True, create_model_card=False)
+        record = {
+            "config": cfg.to_dict(),
+            "student_path": student_path,
+            "data": prep.stats(),
+            "eval_data": eval_prep.stats() if eval_prep is not None else None,
+            "loss": {"class": type(loss).__name__, **_jsonable(loss.get_config_dict())},
+            "max_length": {"query": cfg.query_max_length, "document": cfg.doc_max_length,
+                           "how": "tokenizer max_length per column (anchor=query, positive/negatives=document)"},
+            "lora": lora_info,
+            "result": {"steps": int(trainer.state.global_step), "epochs": trainer.state.epoch,
+                       "train_loss": result.training_loss, "train_seconds": round(seconds, 3),
+                       "seconds_per_step": round(seconds / max(1, trainer.state.global_step), 3)},
+            "versions": _versions(),
+        }
+        write_json(tmp / "train_config.json", record)
+        write_json(tmp / "loss_curve.json", curve)
+        _plot(curve, tmp / "loss_curve.png")
+    return TrainResult(model=model, out_dir=out_dir, record=record, curve=curve)
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v if isinstance(v, (str, int, float, bool, type(None)))
+                else str(v)) for k, v in d.items()}
