@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from rich.text import Text
 
 from hardneg.errors import HardnegError
 from hardneg.mining import strategy as strategy_mod
@@ -40,6 +41,13 @@ def _setup(quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if quiet:
         os.environ["TQDM_DISABLE"] = "1"
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
 
 
 def _cache(cache: Path | None) -> Path:
@@ -108,7 +116,7 @@ def mine(
     dataset = load_dataset(data, split, cache_dir=cache_dir)
     summary = run_mine(dataset, cfg, out, cache_dir, progress=not quiet)
     _print_mine_table(summary)
-    console.print(f"wrote {out}  (timings, s: {summary['timings']})")
+    console.print(f"wrote {out}  (timings, s: {summary['timings']})", markup=False)
 
 
 def _print_mine_table(summary: dict) -> None:
@@ -122,6 +130,51 @@ def _print_mine_table(summary: dict) -> None:
         t.add_row(name, str(s["rows"]), str(s["rows_short"]), str(s["rows_empty"]), f"{removed:.1f}",
                   fmt(s, "pos_score"), fmt(s, "top1_neg_score"), fmt(s, "pos_minus_top1_neg"))
     out_console.print(t)
+
+
+@app.command(help="False-negative diagnostics before training: per teacher and strategy, the hidden-positive "
+                  "catch rate (hide one positive of each multi-positive query, mine, count how often it comes back "
+                  "as a negative), negatives that are positives of near-duplicate queries, teacher overlap "
+                  "(Jaccard of top-n negatives) and score distributions. Writes diagnostics.json, diagnostics.md "
+                  "and PNG histograms.")
+def diagnose(
+    data: Annotated[str, typer.Option(help="BEIR folder or BEIR dataset name.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    strategy: Annotated[list[str], typer.Option("--strategy", "-s", help="Strategy, repeatable.")],
+    split: Annotated[str, typer.Option(help="Qrels split.")] = "train",
+    teacher: Annotated[list[str], typer.Option(help="Teacher, repeatable (alias, folder, hub id, fusion(a,b)).")] = ["minilm"],
+    depth: Annotated[int, typer.Option(help="Candidates per query.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed: which positive is hidden, and sampling.")] = 0,
+    near_dup_threshold: Annotated[float, typer.Option(help="Query cosine at or above which two queries are "
+                                                           "near-duplicates.")] = 0.95,
+    max_seq_length: Annotated[Optional[int], typer.Option(help="Teacher truncation in tokens.")] = None,
+    cache: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    _setup(quiet)
+    from hardneg.data.load import load_dataset
+    from hardneg.encode.cache import encode_cached
+    from hardneg.encode.encoder import EncoderSpec, load_encoder
+    from hardneg.mining.diagnostics import render_markdown, run_diagnostics
+    from hardneg.mining.pipeline import get_pool
+    from hardneg.mining.teachers import parse_teacher
+
+    strategies = [strategy_mod.parse_strategy(s) for s in strategy]
+    refs = [parse_teacher(t) for t in teacher]
+    if out.exists() and not out.is_dir():
+        raise HardnegError("the output folder is an existing file", where=out, fix="pass a folder path for --out")
+    cache_dir = _cache(cache)
+    dataset = load_dataset(data, split, cache_dir=cache_dir)
+    pools, q_embs = {}, {}
+    for ref in refs:
+        spec = EncoderSpec(model=str(ref), max_seq_length=max_seq_length)
+        pools[str(ref)] = get_pool(spec, dataset, depth, cache_dir, progress=not quiet)
+        if ref.kind == "single":
+            q_embs[str(ref)] = encode_cached(load_encoder(spec, cache_dir), dataset.queries.ids, dataset.queries.texts,
+                                             "query", cache_dir, progress=not quiet)
+    res = run_diagnostics(dataset, pools, strategies, seed=seed, q_embs=q_embs, near_dup_threshold=near_dup_threshold,
+                          out=out)
+    out_console.print(render_markdown(res), markup=False, highlight=False)
 
 
 @app.command(help="Evaluate a model on a BEIR split with BEIR-exact metrics (pytrec_eval): nDCG@10, Recall@100, "
@@ -290,7 +343,8 @@ def main() -> None:
     try:
         app()
     except HardnegError as exc:
-        console.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
+        # Text, not markup: messages quote user input such as "[train] unknown key", which rich would eat.
+        console.print(Text.assemble(("error: ", "bold red"), exc.one_line()), highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("interrupted")
