@@ -133,8 +133,8 @@ def unseen_test_queries(splits: dict) -> list[str]:
 
 def run_ablation(base: RunConfig, grid: Grid, *, progress: bool = True, limit: int | None = None) -> Path:
     """Run every grid point not yet in results.jsonl; returns the results file."""
-    out = ensure_dir(Path(base.run.out))
-    cache_dir = Path(base.run.cache) if base.run.cache else default_cache_dir()
+    out = ensure_dir(Path(base.run.out).expanduser())
+    cache_dir = Path(base.run.cache).expanduser() if base.run.cache else default_cache_dir()
     ctx = Context(cache_dir=cache_dir, splits=load_splits(base, cache_dir), progress=progress)
     results = out / "results.jsonl"
     write_json(out / "ablation.json", {"base": base.to_dict(), "grid": {

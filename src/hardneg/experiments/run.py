@@ -144,8 +144,8 @@ def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
 
 def run_pipeline(cfg: RunConfig, *, progress: bool = True) -> dict:
     """``hardneg run``: execute the stages and write config.resolved.json, results.json and timings.json."""
-    out = ensure_dir(Path(cfg.run.out))
-    cache_dir = Path(cfg.run.cache) if cfg.run.cache else default_cache_dir()
+    out = ensure_dir(Path(cfg.run.out).expanduser())
+    cache_dir = Path(cfg.run.cache).expanduser() if cfg.run.cache else default_cache_dir()
     write_json(out / "config.resolved.json", cfg.to_dict())
     ctx = Context(cache_dir=cache_dir, splits=load_splits(cfg, cache_dir), progress=progress)
     res = execute(cfg, out, ctx)

@@ -216,18 +216,22 @@ def _shard_rows(shards: list[Any]) -> list[int]:
 
 
 def _groups(shards: list[Any], rows: list[int], doc_block: int, rows_per_task: int) -> list[tuple[int, list[Any]]]:
-    """Runs of whole shards of about ``rows_per_task`` rows: (first corpus row, shards).
+    """Runs of whole shards of at least ``rows_per_task`` rows: (first corpus row, shards).
 
-    One big array is cut at multiples of ``doc_block``, so every task multiplies the same blocks as
-    ``exact_search`` over the whole array would (identical float rounding).
+    Cuts fall where ``exact_search`` over the whole corpus starts a new doc block, so every task multiplies
+    the same blocks (identical float rounding): one array is cut at multiples of ``doc_block``; a shard list
+    at shard boundaries that are also multiples of ``doc_block`` when there are any (blocks that span shards),
+    else at any shard boundary (blocks that restart at each shard).
     """
     if len(shards) == 1 and isinstance(shards[0], np.ndarray):
         step = max(doc_block, -(-rows_per_task // doc_block) * doc_block)
         return [(lo, [shards[0][lo:lo + step]]) for lo in range(0, rows[0], step)]
+    bounds = np.cumsum(rows)[:-1]  # shard boundaries inside the corpus
+    aligned = bool(np.any(bounds % doc_block == 0))
     groups: list[tuple[int, list[Any]]] = []
     start, cur, cur_rows, cur_start = 0, [], 0, 0
     for s, n in zip(shards, rows, strict=True):
-        if cur and cur_rows + n > rows_per_task:
+        if cur and cur_rows >= rows_per_task and (not aligned or start % doc_block == 0):
             groups.append((cur_start, cur))
             cur, cur_rows, cur_start = [], 0, start
         cur.append(str(s) if isinstance(s, os.PathLike) else s)

@@ -1,0 +1,71 @@
+"""`hardneg ablate` on tiny data: the grid runs once, resumes without redoing points, and reports."""
+from __future__ import annotations
+
+import json
+
+from conftest import run_cli
+from hardneg.testing import make_tiny_student, write_tiny_beir
+
+
+def test_ablate_grid_resume_and_report(tmp_path, capsys, monkeypatch):
+    data = write_tiny_beir(tmp_path / "data")
+    student = make_tiny_student(tmp_path / "student")
+    cfg = tmp_path / "ablate.toml"
+    cfg.write_text(f"""
+[data]
+path = "{data}"
+dev = 0.2
+[teacher]
+model = "hash"
+[mine]
+depth = 10
+[train]
+student = "{student}"
+max_steps = 2
+batch_size = 4
+doc_max_length = 32
+query_max_length = 16
+short_rows = "pad"
+[evaluate]
+max_seq_length = 32
+depth = 50
+[run]
+out = "{tmp_path / 'out'}"
+cache = "{tmp_path / 'cache'}"
+[grid]
+strategies = ["topk(2)", "percpos(0.95)+topk(2)", "none"]
+seeds = [0, 1]
+""")
+    code, _, err = run_cli(["ablate", str(cfg), "-q", "--limit", "4"], capsys)
+    assert code == 0, err
+    results = tmp_path / "out" / "results.jsonl"
+    assert len(results.read_text().splitlines()) == 4
+    code, _, err = run_cli(["ablate", str(cfg), "-q"], capsys)
+    assert code == 0, err
+    lines = [json.loads(x) for x in results.read_text().splitlines()]
+    assert len(lines) == 6 and len({x["key"] for x in lines}) == 6
+    # one pool build and one base evaluation per split for the whole grid
+    assert sum("mine_encode" in x["timings"] for x in lines) == 1
+    assert sum("evaluate_base_test" in x["timings"] for x in lines) == 1
+
+    import hardneg.experiments.run as runmod
+    monkeypatch.setattr(runmod, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-trained")))
+    code, _, err = run_cli(["ablate", str(cfg), "-q"], capsys)  # everything done: nothing runs
+    assert code == 0, err
+    assert len(results.read_text().splitlines()) == 6
+
+    code, _, err = run_cli(["report", str(results), "--out", str(tmp_path / "rep"), "-q"], capsys)
+    assert code == 0, err
+    table = (tmp_path / "rep" / "table.md").read_text()
+    assert "`percpos(0.95)+topk(2)`" in table and "In-batch negatives only" in table
+
+
+def test_ablate_config_errors_are_listed_together(tmp_path, capsys):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[grid]\nstrategies = ["topk(4)", "percpos(2x)+topk(4)"]\nseeds = ["a"]\nfoo = 1\n'
+                   '[train]\nepochs = -1\n')
+    code, _, err = run_cli(["ablate", str(cfg), "-q"], capsys)
+    msg = " ".join(err.split())
+    assert code == 2
+    for needle in ("percpos", "seeds", "unknown key 'foo'", "epochs"):
+        assert needle in msg, msg
