@@ -68,7 +68,8 @@ MINE_HELP = ("Mine hard negatives with one teacher and one or more strategies (e
 
 @app.command(help=MINE_HELP)
 def mine(
-    data: Annotated[str, typer.Option(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a BEIR name.")],
+    data: Annotated[str, typer.Option(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/), a BEIR name, a JSONL "
+                                           'of pairs {"query": ..., "pos": [...]}, or hf:NAME[:SPLIT].')],
     out: Annotated[Path, typer.Option(help="Output folder: one sub-folder per strategy.")],
     strategy: Annotated[list[str], typer.Option(
         "--strategy", "-s", help='Strategy string, repeatable, e.g. "percpos(0.95)+topk(4)".')],
@@ -91,6 +92,9 @@ def mine(
     short: Annotated[str, typer.Option(help="Exports only: rows short of n negatives are dropped (drop) or filled "
                                             "with random corpus documents (pad).")] = "drop",
     trust_remote_code: Annotated[bool, typer.Option(help="Allow a hub model's own Python code (off by default).")] = False,
+    corpus: Annotated[Optional[Path], typer.Option(
+        help="With a pairs file: a BEIR corpus.jsonl whose ids the pairs' pos refer to (and the documents to mine "
+             "from). Without it, the pairs' own texts are the corpus.")] = None,
     cache: CacheOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -113,7 +117,7 @@ def mine(
     if out.exists() and not out.is_dir():
         raise HardnegError("the output folder is an existing file", where=out, fix="pass a folder path for --out")
     cache_dir = _cache(cache)
-    dataset = load_dataset(data, split, cache_dir=cache_dir)
+    dataset = load_dataset(data, split, cache_dir=cache_dir, corpus=corpus)
     summary = run_mine(dataset, cfg, out, cache_dir, progress=not quiet)
     _print_mine_table(summary)
     console.print(f"wrote {out}  (timings, s: {summary['timings']})", markup=False)
