@@ -38,7 +38,8 @@ class TeacherRef:
 
     @property
     def slug(self) -> str:
-        s = re.sub(r"[^A-Za-z0-9._-]+", "-", str(self)).strip("-")
+        # Only [A-Za-z0-9._-] and never a leading dot: a teacher name cannot become ".." or a hidden file.
+        s = re.sub(r"[^A-Za-z0-9._-]+", "-", str(self)).strip("-").lstrip(".") or "teacher"
         return s if len(s) <= 60 else s[:40] + "-" + stable_hash(str(self), n=8)
 
 
