@@ -118,8 +118,19 @@ def mine(
         raise HardnegError("the output folder is an existing file", where=out, fix="pass a folder path for --out")
     cache_dir = _cache(cache)
     dataset = load_dataset(data, split, cache_dir=cache_dir, corpus=corpus)
-    summary = run_mine(dataset, cfg, out, cache_dir, progress=not quiet)
+    from hardneg.data.inject import is_injected, load_manifest
+
+    manifest = None
+    if Path(data).is_dir() and is_injected(Path(data)):
+        manifest = load_manifest(Path(data))
+        manifest = manifest if manifest.split == split else None
+    summary = run_mine(dataset, cfg, out, cache_dir, progress=not quiet, manifest=manifest)
     _print_mine_table(summary)
+    if manifest is not None:
+        from hardneg.mining.trap import trap_table
+
+        out_console.print(trap_table({k: v["traps"] for k, v in summary["strategies"].items() if "traps" in v}),
+                          markup=False, highlight=False)
     console.print(f"wrote {out}  (timings, s: {summary['timings']})", markup=False)
 
 
@@ -134,6 +145,34 @@ def _print_mine_table(summary: dict) -> None:
         t.add_row(name, str(s["rows"]), str(s["rows_short"]), str(s["rows_empty"]), f"{removed:.1f}",
                   fmt(s, "pos_score"), fmt(s, "top1_neg_score"), fmt(s, "pos_minus_top1_neg"))
     out_console.print(t)
+
+
+@app.command(help="Write a copy of a BEIR dataset with known false negatives: for a fraction of the train "
+                  "(query, positive) pairs, near-copies of the positive (title dropped, sentences shuffled, "
+                  "truncated) are added to the corpus, unlabelled, with a manifest (injected.json). Test qrels and "
+                  "queries are copied byte for byte; evaluation on such a folder drops the injected documents. "
+                  "`hardneg mine` on it reports each strategy's trap rate (docs/false-negatives.md).")
+def inject(
+    data: Annotated[Path, typer.Option(help="Source BEIR folder.")],
+    out: Annotated[Path, typer.Option(help="Destination folder (must not exist, or be an earlier injection with "
+                                           "--overwrite).")],
+    rate: Annotated[float, typer.Option(help="Fraction of the split's (query, positive) pairs that get copies.")],
+    split: Annotated[str, typer.Option(help="Split whose positives are copied.")] = "train",
+    copies: Annotated[int, typer.Option(help="Near-copies per chosen pair.")] = 1,
+    transform: Annotated[Optional[list[str]], typer.Option(
+        help="Transform, repeatable: drop_title, shuffle_sentences, truncate, exact [default: the first three].")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the pair choice and the transforms.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier injection at --out.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    _setup(quiet)
+    import json
+
+    from hardneg.data.inject import DEFAULT_TRANSFORMS, inject_false_negatives
+
+    man = inject_false_negatives(data, out, split=split, rate=rate, copies=copies,
+                                 transforms=tuple(transform or DEFAULT_TRANSFORMS), seed=seed, overwrite=overwrite)
+    out_console.print_json(json.dumps(man["stats"]))
 
 
 @app.command(help="False-negative diagnostics before training: per teacher and strategy, the hidden-positive "
@@ -201,7 +240,7 @@ def evaluate(
     quiet: QuietOpt = False,
 ) -> None:
     _setup(quiet)
-    from hardneg.data.load import load_dataset
+    from hardneg.data.load import load_eval_dataset
     from hardneg.encode.encoder import EncoderSpec
     from hardneg.evaluate.pipeline import evaluate_model, write_eval
 
@@ -212,7 +251,7 @@ def evaluate(
     if out is not None and out.exists() and not out.is_dir():
         raise HardnegError("the output folder is an existing file", where=out, fix="pass a folder path for --out")
     cache_dir = _cache(cache)
-    dataset = load_dataset(data, split, cache_dir=cache_dir)
+    dataset = load_eval_dataset(data, split, cache_dir=cache_dir)
     res = evaluate_model(spec, dataset, cache_dir=cache_dir, depth=depth, ignore_identical_ids=ignore_identical_ids,
                          progress=not quiet)
     if out is not None:

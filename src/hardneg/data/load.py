@@ -32,3 +32,23 @@ def load_dataset(data: str | Path, split: str, *, cache_dir: Path | None = None,
     raise HardnegError("data folder not found", where=p,
                        fix="pass a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a BEIR dataset name "
                            "such as scifact")
+
+
+def load_eval_dataset(data: str | Path, split: str, *, cache_dir: Path | None = None) -> Dataset:
+    """Like ``load_dataset``, but a folder written by ``hardneg inject`` loses its injected documents: evaluation
+    then runs on exactly the source corpus, so injected false negatives cannot change a test metric."""
+    ds = load_dataset(data, split, cache_dir=cache_dir)
+    return strip_if_injected(data, ds)
+
+
+def strip_if_injected(data: str | Path, ds: Dataset) -> Dataset:
+    """``ds`` without the injected documents when ``data`` is a folder written by ``hardneg inject``."""
+    from hardneg.data.inject import is_injected, load_manifest, strip_injected
+
+    p = Path(data)
+    if p.is_dir() and is_injected(p):
+        import logging
+
+        logging.getLogger("hardneg").info("%s holds injected documents: evaluating on the source corpus", p)
+        return strip_injected(ds, load_manifest(p))
+    return ds

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hardneg.data.load import load_dataset
+from hardneg.data.load import load_dataset, load_eval_dataset, strip_if_injected
 from hardneg.data.mined import read_mined
 from hardneg.data.splits import carve_dev
 from hardneg.encode.encoder import EncoderSpec, load_encoder
@@ -47,13 +47,14 @@ def load_splits(cfg: RunConfig, cache_dir: Path) -> dict[str, Dataset]:
     """train (minus a carved dev), dev (carved, named, or absent) and test."""
     d = cfg.data
     train_full = load_dataset(d.path, d.train_split, cache_dir=cache_dir)
-    out = {"test": load_dataset(d.path, d.test_split, cache_dir=cache_dir)}
+    out = {"test": load_eval_dataset(d.path, d.test_split, cache_dir=cache_dir)}
     if isinstance(d.dev, bool):  # false: no dev split
         out["train"] = train_full
     elif isinstance(d.dev, (int, float)):
-        out["train"], out["dev"] = carve_dev(train_full, float(d.dev), d.dev_seed)
+        out["train"], dev = carve_dev(train_full, float(d.dev), d.dev_seed)
+        out["dev"] = strip_if_injected(d.path, dev)
     else:
-        out["train"], out["dev"] = train_full, load_dataset(d.path, d.dev, cache_dir=cache_dir)
+        out["train"], out["dev"] = train_full, load_eval_dataset(d.path, d.dev, cache_dir=cache_dir)
     return out
 
 

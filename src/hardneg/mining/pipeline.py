@@ -164,7 +164,8 @@ def _write_one(folder: Path, rows: list[dict], stats: dict, plan: Plan, cfg: Min
         write_json(tmp / "stats.json", stats)
 
 
-def mine_to_folder(pools: list[CandidatePool], dataset: Dataset, cfg: MineConfig, out: Path) -> dict[str, dict]:
+def mine_to_folder(pools: list[CandidatePool], dataset: Dataset, cfg: MineConfig, out: Path, *,
+                   manifest=None) -> dict[str, dict]:
     """Replay every strategy on the teachers' pools; write ``out/<strategy>/`` (one teacher or an ensemble) or
     ``out/<teacher>/<strategy>/`` (several teachers, plain strategy), each folder atomically."""
     ensure_dir(out)
@@ -182,6 +183,10 @@ def mine_to_folder(pools: list[CandidatePool], dataset: Dataset, cfg: MineConfig
             for name, pool in zip(names, pools):
                 mined = apply_strategy(pool, plan.strategy, seed=cfg.seed)
                 stats = mining_stats(mined, plan.n)
+                if manifest is not None:  # an injected dataset: how many known false negatives were mined
+                    from hardneg.mining.trap import trap_rates
+
+                    stats["traps"] = trap_rates(mined, dataset, manifest)
                 folder = out / plan.slug if len(pools) == 1 else out / parse_teacher(name).slug / plan.slug
                 _write_one(folder, list(project_rows(mined, dataset)), stats, plan, cfg, pool, dataset)
                 all_stats[str(plan) if len(pools) == 1 else f"{name}: {plan}"] = stats
@@ -190,14 +195,14 @@ def mine_to_folder(pools: list[CandidatePool], dataset: Dataset, cfg: MineConfig
 
 
 def run_mine(dataset: Dataset, cfg: MineConfig, out: Path, cache_dir: Path | None, *,
-             progress: bool = True) -> dict:
+             progress: bool = True, manifest=None) -> dict:
     """``hardneg mine``: encode and search once per teacher, replay every strategy, write outputs and a summary."""
     if out.exists() and not out.is_dir():
         raise HardnegError("the output folder is an existing file", where=out, fix="pass a folder path for --out")
     timings = Timings()
     pools = get_pools(cfg.teacher, dataset, cfg.depth, cache_dir, progress=progress, timings=timings)
     t0 = time.perf_counter()
-    stats = mine_to_folder(pools, dataset, cfg, out)
+    stats = mine_to_folder(pools, dataset, cfg, out, manifest=manifest)
     timings.add("strategies", t0)
     summary = {"config": cfg.to_dict(), "dataset": {"name": dataset.name, "split": dataset.split,
                                                     "docs": len(dataset.corpus), "queries": len(dataset.queries)},

@@ -42,6 +42,9 @@ def _ratio(a: float, b: float) -> float | None:
 def trap_masks(mined: MinedSet, dataset: Dataset, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
     """(is_trap bool [Q, D] over the pool's candidates, n_traps int64 [Q] per pool query)."""
     pool = mined.pool
+    if dataset.split != manifest.split:
+        raise HardnegError(f"the traps were injected for split {manifest.split}, the mined split is {dataset.split}",
+                           where=dataset.name, fix=f"mine --split {manifest.split} to measure trap rates")
     row = dataset.corpus.row
     n_docs = len(dataset.corpus)
     missing = [i for i in manifest.ids if i not in row]

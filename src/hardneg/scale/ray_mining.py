@@ -152,12 +152,23 @@ class RayEncoder:
         chunks = self._chunks(len(texts))
         out = np.empty((len(texts), self.dim), dtype=np.float32)  # [n, dim]
         results = self._pool.map(lambda a, c: a.encode.remote(texts[c[0]:c[1]], kind), chunks)
-        for (lo, hi), emb in tqdm(zip(chunks, results, strict=True), total=len(chunks), desc=f"encode {kind}",
-                                  unit="chunk", disable=not progress):
-            if emb.shape != (hi - lo, self.dim):
-                raise RuntimeError(f"Ray worker returned shape {emb.shape}, expected {(hi - lo, self.dim)}")
-            out[lo:hi] = emb
+        try:
+            for (lo, hi), emb in tqdm(zip(chunks, results, strict=True), total=len(chunks),
+                                      desc=f"encode {kind}", unit="chunk", disable=not progress):
+                if emb.shape != (hi - lo, self.dim):
+                    raise RuntimeError(f"Ray worker returned shape {emb.shape}, expected {(hi - lo, self.dim)}")
+                out[lo:hi] = emb
+        except BaseException:
+            self._drain()  # a failed chunk must not leave stale results for the next call
+            raise
         return out
+
+    def _drain(self) -> None:
+        while self._pool.has_next():
+            try:
+                self._pool.get_next_unordered()
+            except Exception:  # noqa: BLE001 - the first error is already being raised
+                pass
 
     def close(self) -> None:
         """Stop the actors (their models are freed)."""
@@ -215,6 +226,11 @@ def _shard_rows(shards: list[Any]) -> list[int]:
     return rows
 
 
+def _shard_dim(s: Any) -> int:
+    arr = np.load(s, mmap_mode="r", allow_pickle=False) if isinstance(s, str | os.PathLike) else s
+    return int(arr.shape[1])
+
+
 def _groups(shards: list[Any], rows: list[int], doc_block: int, rows_per_task: int) -> list[tuple[int, list[Any]]]:
     """Runs of whole shards of at least ``rows_per_task`` rows: (first corpus row, shards).
 
@@ -259,6 +275,12 @@ def ray_search(q_emb: np.ndarray, d_emb: ShardLike | Sequence[ShardLike], depth:
     shards = [d_emb] if isinstance(d_emb, np.ndarray | str | os.PathLike) else list(d_emb)
     rows = _shard_rows(shards)
     nd, nq = sum(rows), int(q_emb.shape[0])
+    if q_emb.ndim != 2:
+        raise HardnegError(f"q_emb must be 2-D [nq, dim], got shape {q_emb.shape}", fix="pass one row per query")
+    dims = {_shard_dim(s) for s in shards}
+    if dims != {int(q_emb.shape[1])}:
+        raise HardnegError(f"query dim {q_emb.shape[1]} differs from doc dim(s) {sorted(dims)}",
+                           fix="encode queries and docs with the same model")
     if nd == 0:
         raise HardnegError("the corpus is empty", fix="search a corpus with at least one document")
     k = min(int(depth), nd)

@@ -105,7 +105,8 @@ def default_nlist(nd: int) -> int:
 
 def faiss_search(q_emb: np.ndarray, d_emb: np.ndarray | Sequence[np.ndarray], depth: int, *,
                  index: IndexKind = "flat", nlist: int | None = None, nprobe: int | None = None,
-                 hnsw_m: int = 32, ef_search: int | None = None, ef_construction: int = 80, seed: int = 0,
+                 train_size: int | None = None, hnsw_m: int = 32, ef_search: int | None = None,
+                 ef_construction: int = 80, seed: int = 0,
                  doc_block: int = 65536, threads: int | None = None,
                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Top-``depth`` inner-product neighbours with FAISS; same inputs and outputs as ``exact_search``.
@@ -113,7 +114,7 @@ def faiss_search(q_emb: np.ndarray, d_emb: np.ndarray | Sequence[np.ndarray], de
     ``q_emb`` [nq, dim]; ``d_emb`` [nd, dim] or row shards (fp16/fp32 memmaps welcome).
     Returns ``scores`` float32 [nq, k] and ``idx`` int64 [nq, k], ``k = min(depth, nd)``, sorted by
     (score desc, row asc). IVF: ``nlist`` lists (default ~4 sqrt(nd)), ``nprobe`` probed (default nlist/8),
-    k-means seeded by ``seed``. HNSW: ``hnsw_m`` links, ``ef_search`` (default max(2k, 64)).
+    k-means on ``train_size`` rows (default 64 per list) drawn and seeded by ``seed``. HNSW: ``hnsw_m`` links, ``ef_search`` (default max(2k, 64)).
     """
     faiss = import_faiss()
     shards = _shards(d_emb)
@@ -148,7 +149,9 @@ def faiss_search(q_emb: np.ndarray, d_emb: np.ndarray | Sequence[np.ndarray], de
         quantizer = faiss.IndexFlatIP(dim)
         ix = faiss.IndexIVFFlat(quantizer, dim, nl, faiss.METRIC_INNER_PRODUCT)
         ix.cp.seed = int(seed)
-        n_train = min(nd, nl * int(ix.cp.max_points_per_centroid))
+        n_train = min(nd, max(64 * nl, 39 * nl) if train_size is None else int(train_size))
+        if n_train < nl:
+            raise HardnegError(f"train_size {n_train} is below nlist {nl}", fix=f"use train_size >= {39 * nl}")
         ix.train(_train_sample(shards, nd, n_train, seed))
         ix.nprobe = max(1, nl // 8) if nprobe is None else int(nprobe)
         if ix.nprobe < 1:
