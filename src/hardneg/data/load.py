@@ -17,7 +17,7 @@ def load_dataset(data: str | Path, split: str, *, cache_dir: Path | None = None,
 
     if str(data).startswith("hf:"):
         return load_pairs_hf(str(data), corpus)
-    p = Path(data)
+    p = Path(data).expanduser()
     if p.is_file():
         if p.suffix not in (".jsonl", ".json"):
             raise HardnegError("a data file must be a JSONL of pairs", where=p,
@@ -45,7 +45,7 @@ def strip_if_injected(data: str | Path, ds: Dataset) -> Dataset:
     """``ds`` without the injected documents when ``data`` is a folder written by ``hardneg inject``."""
     from hardneg.data.inject import is_injected, load_manifest, strip_injected
 
-    p = Path(data)
+    p = Path(data).expanduser()
     if p.is_dir() and is_injected(p):
         import logging
 
