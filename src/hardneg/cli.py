@@ -381,6 +381,26 @@ def report(
     console.print(f"wrote {', '.join(files)} to {out}")
 
 
+@app.command(help="NV-Retriever-v1 recipe: build a decoder-LLM embedder (bidirectional attention, instruction-masked "
+                  "mean pooling, LoRA), train stage 1 and stage 2, evaluate. section.key=value overrides; finished "
+                  "stages are skipped. See docs/nv-retriever.md and configs/nv-retriever-v1.toml.")
+def recipe(
+    config: Annotated[Path, typer.Argument(help="Recipe TOML, e.g. configs/nv-retriever-v1.toml.")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="section.key=value, e.g. stage1.epochs=1.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    _setup(quiet)
+    from hardneg.llm.recipe import load_recipe, run_recipe, summary_rows
+
+    res = run_recipe(load_recipe(config, list(overrides or [])), progress=not quiet)
+    t = Table(title="NV-Retriever-v1 recipe")
+    for c in ("dataset", "model", "ndcg@10", "recall@100", "mrr@10"):
+        t.add_column(c, justify="left" if c in ("dataset", "model") else "right")
+    for r in summary_rows(res):
+        t.add_row(r["dataset"], r["model"], *(f"{r[k]:.4f}" for k in ("ndcg@10", "recall@100", "mrr@10")))
+    out_console.print(t)
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:

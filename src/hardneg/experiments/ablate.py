@@ -96,7 +96,7 @@ def point_config(base: RunConfig, point: dict[str, Any]) -> RunConfig:
 
 def point_key(base: RunConfig, point: dict[str, Any]) -> str:
     """Identity of a point: the point's whole resolved config minus where it is written."""
-    cfg = point_config(base, point).to_dict()
+    cfg = point_config(base, point).identity()  # non-default settings only: new options keep old keys valid
     cfg.pop("run")
     return stable_hash(cfg)
 

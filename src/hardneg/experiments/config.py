@@ -121,6 +121,26 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def nondefault(obj: Any) -> dict[str, Any]:
+    """The fields of a dataclass value that differ from their defaults (JSON-ready).
+
+    Stage and grid-point identities hash this, not every field, so adding a setting with a default to a later
+    version keeps the hashes (and the finished work) of earlier runs valid.
+    """
+    out = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if f.default is not dataclasses.MISSING:
+            d = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            d = f.default_factory()  # type: ignore[misc]
+        else:
+            d = dataclasses.MISSING
+        if v != d:
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
 @dataclass(frozen=True)
 class RunConfig:
     data: DataSection = field(default_factory=DataSection)
@@ -129,6 +149,10 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalSection = field(default_factory=EvalSection)
     run: RunSection = field(default_factory=RunSection)
+
+    def identity(self) -> dict[str, Any]:
+        """Per section, the settings that differ from their defaults (see ``nondefault``)."""
+        return {f.name: nondefault(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def to_dict(self) -> dict[str, Any]:
         out = {}

@@ -21,11 +21,12 @@ from pathlib import Path
 
 from hardneg.data.load import load_dataset, load_eval_dataset, strip_if_injected
 from hardneg.data.mined import read_mined
+from hardneg.data.descriptors import descriptor_for
 from hardneg.data.splits import carve_dev
 from hardneg.encode.encoder import EncoderSpec, load_encoder
 from hardneg.encode.models import default_cache_dir
 from hardneg.evaluate.pipeline import evaluate_model, write_eval
-from hardneg.experiments.config import RunConfig
+from hardneg.experiments.config import RunConfig, nondefault
 from hardneg.io import atomic_path, ensure_dir, read_json, stable_hash, write_json
 from hardneg.errors import HardnegError
 from hardneg.mining.pipeline import MineConfig, Timings, get_pools, mine_to_folder
@@ -108,7 +109,10 @@ def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
 
     # -- train
     tcfg = cfg.train if cfg.train.n_negatives is not None else replace(cfg.train, n_negatives=strategy.n)
-    train_dir = _stage(out, "train", {"mine": mine_dir.name, "train": tcfg.to_dict()})
+    if "{instruction}" in tcfg.query_prompt:  # per-dataset task instruction (NV-Retriever / E5-Mistral style)
+        tcfg = replace(tcfg, query_prompt=tcfg.query_prompt.replace(
+            "{instruction}", descriptor_for(splits["train"].name).instruction))
+    train_dir = _stage(out, "train", {"mine": mine_dir.name, "train": nondefault(tcfg)})
     t0 = time.perf_counter()
     if not train_dir.is_dir():
         log.info("stage train: %s (%d rows, %s)", train_dir.name, len(rows), strategy)

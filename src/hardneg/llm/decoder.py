@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING, Any
 from hardneg.errors import ConfigErrors, HardnegError
 
 if TYPE_CHECKING:
-    import torch
     from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger("hardneg")
@@ -142,10 +141,7 @@ def hf_model(model: Any) -> Any:
 
 def set_bidirectional(model: Any, on: bool = True) -> None:
     """Switch a decoder (or a SentenceTransformer around one) between bidirectional and causal attention."""
-    cfg = hf_model(model).config
-    cfg.is_causal = not on
-    if hasattr(cfg, "use_bidirectional_attention") and on:
-        log.debug("config also has use_bidirectional_attention; is_causal=False takes precedence in the masks")
+    hf_model(model).config.is_causal = not on
 
 
 def is_bidirectional(model: Any) -> bool:

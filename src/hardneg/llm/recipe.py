@@ -704,8 +704,8 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig
 # ---------------------------------------------------------------- runner
 
 
-def _rows_for(src: DataSource, cfg: RecipeConfig, out: Path, cache_dir: Path, progress: bool
-              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _rows_for(src: DataSource, cfg: RecipeConfig, out: Path, cache_dir: Path, progress: bool,
+              timings: dict[str, float]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The source's rows and an identity for stage hashes (mined file content, or the mine stage's hash)."""
     import numpy as np
 
@@ -717,7 +717,7 @@ def _rows_for(src: DataSource, cfg: RecipeConfig, out: Path, cache_dir: Path, pr
         rows = read_mined(path)
         ident: dict[str, Any] = {"mined_sha256": sha256_file(path)}
     else:
-        mine_dir, slug = _mine_source(src, cfg, out, cache_dir, progress)
+        mine_dir, slug = _mine_source(src, cfg, out, cache_dir, progress, timings)
         rows = read_mined(mine_dir / slug / "mined.jsonl")
         ident = {"mine_stage": mine_dir.name}
     if src.max_rows is not None and len(rows) > src.max_rows:
@@ -728,8 +728,8 @@ def _rows_for(src: DataSource, cfg: RecipeConfig, out: Path, cache_dir: Path, pr
     return rows, ident
 
 
-def _mine_source(src: DataSource, cfg: RecipeConfig, out: Path, cache_dir: Path, progress: bool
-                 ) -> tuple[Path, str]:
+def _mine_source(src: DataSource, cfg: RecipeConfig, out: Path, cache_dir: Path, progress: bool,
+                 timings: dict[str, float]) -> tuple[Path, str]:
     from hardneg.data.load import load_dataset
     from hardneg.experiments.run import dataset_id
     from hardneg.io import atomic_path, stable_hash, write_json
@@ -746,12 +746,14 @@ def _mine_source(src: DataSource, cfg: RecipeConfig, out: Path, cache_dir: Path,
             "depth": cfg.mine.depth, "strategy": str(plan), "seed": cfg.mine.seed}
     mine_dir = out / "stages" / f"mine-{stable_hash(spec)}"
     if not mine_dir.is_dir():
+        t0 = time.perf_counter()
         log.info("recipe: mining %s (%s) with %s", src.resolved_name, src.split, plan)
         pools = get_pools(teacher, ds, cfg.mine.depth, cache_dir, progress=progress)
         mcfg = MineConfig(teacher=teacher, strategies=(plan,), depth=cfg.mine.depth, seed=cfg.mine.seed)
         with atomic_path(mine_dir, is_dir=True) as tmp:
             mine_to_folder(pools, ds, mcfg, tmp)
             write_json(tmp / "spec.json", spec)
+        timings[f"mine_{src.resolved_name}"] = round(time.perf_counter() - t0, 1)
     return mine_dir, plan.slug
 
 
@@ -784,7 +786,7 @@ def run_recipe(cfg: RecipeConfig, *, progress: bool = True) -> dict[str, Any]:
     def load_sources(spec: StageSpec) -> tuple[list[StageData], list[dict[str, Any]]]:
         data, idents = [], []
         for src in spec.data:
-            rows, ident = _rows_for(src, cfg, out, cache_dir, progress)
+            rows, ident = _rows_for(src, cfg, out, cache_dir, progress, timings)
             data.append(StageData(name=src.resolved_name, kind=src.kind, rows=rows,
                                   instruction=src.resolved_instruction, source=str(src.mined or src.beir)))
             idents.append(ident)
@@ -866,3 +868,10 @@ def _evaluate(cfg: RecipeConfig, model_dirs: dict[str, Path], out: Path, cache_d
             metrics.setdefault(name, {})[label] = {k: m[k] for k in sorted(m)}
             stages[f"eval_{label}_{name}"] = eval_dir.name
     return metrics
+
+
+def summary_rows(results: dict[str, Any], metrics: Sequence[str] = ("ndcg@10", "recall@100", "mrr@10")
+                 ) -> list[dict[str, Any]]:
+    """``results["metrics"]`` flattened for a table: one row per (dataset, model) with the given metrics."""
+    return [{"dataset": ds, "model": label, **{k: m.get(k) for k in metrics}}
+            for ds, by_model in results["metrics"].items() for label, m in by_model.items()]

@@ -272,6 +272,7 @@ def ray_search(q_emb: np.ndarray, d_emb: ShardLike | Sequence[ShardLike], depth:
     if isinstance(depth, bool) or not isinstance(depth, int | np.integer) or depth < 1:
         raise ValueError("depth must be >= 1")
     ray = init_ray(address)
+    q_emb = np.asarray(q_emb)
     shards = [d_emb] if isinstance(d_emb, np.ndarray | str | os.PathLike) else list(d_emb)
     rows = _shard_rows(shards)
     nd, nq = sum(rows), int(q_emb.shape[0])

@@ -38,6 +38,9 @@ class TrainConfig:
       prompt included).
     - ``lora_target_modules``: ``None`` = peft's default for the architecture (BERT: query, value).
     - ``eval_steps``: with eval rows, evaluate every n steps; ``None`` = once, after training.
+    - ``gradient_checkpointing``: recompute activations in the backward pass (non-reentrant): large students.
+    - ``bf16``: train in bfloat16 (weights loaded in bf16, LoRA adapters kept in fp32); ``"auto"`` = only on a
+      CUDA GPU that supports it; ``True`` where unsupported is an error.
     """
 
     student: str = "minilm"
@@ -67,6 +70,8 @@ class TrainConfig:
     lora_target_modules: tuple[str, ...] | None = None
     report_to: tuple[str, ...] = field(default=())
     eval_steps: int | None = None
+    gradient_checkpointing: bool = False
+    bf16: bool | str = False
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -155,6 +160,10 @@ def _check(c: TrainConfig, problems: list[str]) -> None:
     if c.loss not in _LOSSES:
         bad("loss", f"must be one of {', '.join(_LOSSES)}")
     pos_int("mini_batch_size")
+    if not isinstance(c.gradient_checkpointing, bool):
+        bad("gradient_checkpointing", "must be true or false")
+    if c.bf16 not in (True, False, "auto"):
+        bad("bf16", 'must be true, false or "auto" (on only where the GPU supports bf16)')
     if not _is_num(c.learning_rate) or not 0 < c.learning_rate < 1:
         bad("learning_rate", "must be a number in (0, 1)")
     if not _is_num(c.warmup_ratio) or not 0 <= c.warmup_ratio < 1:

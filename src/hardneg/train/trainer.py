@@ -185,7 +185,7 @@ def load_student(cfg: TrainConfig) -> tuple[SentenceTransformer, str]:
         raise HardnegError(f"student {cfg.student!r} is not a trainable sentence-transformers model",
                            where="train config", fix="use 'minilm', 'mpnet' or a sentence-transformers folder")
     try:
-        model = SentenceTransformer(path)
+        model = SentenceTransformer(path, model_kwargs={"dtype": torch.bfloat16 if use_bf16(cfg) else torch.float32})
     except OSError as exc:  # a hub id without network, or a folder that is not a model
         raise HardnegError(f"cannot load student {cfg.student!r}: {exc}", where="train config",
                            fix="use 'minilm' or the path of a sentence-transformers model folder") from None
@@ -197,6 +197,15 @@ def load_student(cfg: TrainConfig) -> tuple[SentenceTransformer, str]:
                 raise HardnegError(f"{name}={getattr(cfg, name)} exceeds the student's {limit} positions",
                                    where="train config", fix=f"set {name} <= {limit}")
     return model, path
+
+
+def use_bf16(cfg: TrainConfig) -> bool:
+    """Whether to train in bf16: ``True`` demands hardware support, ``"auto"`` uses it where available."""
+    ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if cfg.bf16 is True and not ok:
+        raise HardnegError("bf16=true but this machine has no GPU with bf16 support", where="train config",
+                           fix='use bf16 = "auto" or false')
+    return bool(cfg.bf16) and ok
 
 
 def _add_lora(model: SentenceTransformer, cfg: TrainConfig) -> dict[str, Any]:
@@ -214,6 +223,9 @@ def _add_lora(model: SentenceTransformer, cfg: TrainConfig) -> dict[str, Any]:
         raise HardnegError(f"cannot add LoRA adapters: {exc}", where="train config",
                            fix="set lora_target_modules to Linear module names of the student, "
                                "e.g. ['query', 'value'] for BERT") from None
+    for p in model.parameters():  # adapters train in fp32 even on a bf16 base
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
     peft_cfg = model.transformers_model.peft_config["default"]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -395,7 +407,9 @@ def fit(rows: Sequence[dict[str, Any]], cfg: TrainConfig, out_dir: Path, *, prog
             dataloader_num_workers=0,
             dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps a GPU
             fp16=False,
-            bf16=False,
+            bf16=use_bf16(cfg),
+            gradient_checkpointing=cfg.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         )
         trainer = _Trainer(
             model=model, args=args, train_dataset=_dataset(prep),
