@@ -15,6 +15,8 @@ if [ "${1:-}" = "report" ]; then
   exit 0
 fi
 nice -n 5 $HN ablate configs/ablate-scifact.toml >> "$R/ablate-scifact.log" 2>&1
+nice -n 5 $HN ablate configs/ablate-scifact-teachers.toml >> "$R/ablate-scifact.log" 2>&1
+nice -n 5 $HN ablate configs/ablate-scifact-ensembles.toml >> "$R/ablate-scifact.log" 2>&1
 for r in 30 60; do
   [ -d "$R/data/scifact-r$r" ] || $HN inject --data ../shared/data/scifact --out "$R/data/scifact-r$r" --rate "0.$r" -q
   nice -n 5 $HN ablate "configs/fn-scifact-r$r.toml" >> "$R/fn-scifact-r$r.log" 2>&1

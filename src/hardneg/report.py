@@ -25,11 +25,17 @@ from hardneg.mining.strategy import Abs, MarginPos, PercPos, Sampled, Shift, Top
 
 METHOD_NAMES = [("none", "In-batch negatives only"), ("topk", "Naive Top-K"), ("shift", "Top-K shifted by N"),
                 ("abs", "TopK-Abs"), ("marginpos", "TopK-MarginPos"), ("percpos", "TopK-PercPos"),
-                ("sampled", "Sampled Top-k"), ("top1sampled", "Top-1 + sampled Top-k")]
+                ("sampled", "Sampled Top-k"), ("top1sampled", "Top-1 + sampled Top-k"),
+                ("ensemble", "Teacher ensemble")]
 
 
 def method_of(strategy: str) -> tuple[str, str]:
     """(method key, parameter text) in the paper's terms: the last filter names the method, sampling adds to it."""
+    from hardneg.mining.ensemble import split_ensemble
+
+    base, ens = split_ensemble(strategy)
+    if ens is not None:
+        return "ensemble", str(ens)[len("ensemble("):-1] + f" on {base}"
     st = parse_strategy(strategy)
     sel = st.selector
     if isinstance(sel, Top1Sampled):
@@ -100,7 +106,11 @@ def summarise(records: list[dict], unseen: list[str], baseline: str = "topk(4)")
         if unseen:
             vals = [float(np.mean([r["per_query"]["test"]["finetuned"][q]["ndcg@10"] for q in unseen])) for r in recs]
             row["unseen ndcg@10"] = _mean_sd(vals)
-        base = [(r) for r in groups.get((teacher, student, baseline), [])]
+        # Against naive top-k of the same teacher; teachers without one (mpnet, fusions, ensembles in a teacher
+        # study) are compared with the naive top-k of the grid's teacher that has it.
+        base = groups.get((teacher, student, baseline)) or next(
+            (v for (t, s2, st), v in sorted(groups.items(), key=lambda kv: _sort_key(kv[0]))
+             if s2 == student and st == baseline), [])
         if base and strategy != baseline:
             common = sorted({r["point"]["seed"] for r in recs} & {r["point"]["seed"] for r in base})
             a = [r for r in base if r["point"]["seed"] in common]
@@ -167,7 +177,8 @@ def table_markdown(rows: list[dict], bases: dict, n_unseen: int) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"Mean ± sample sd over seeds. `vs naive`: mean per-query difference in test nDCG@10 against "
-                 f"`topk(4)` with the same teacher and seeds (per-query values averaged over seeds), two-sided paired "
+                 f"`topk(4)` with the same teacher (else the grid's teacher that has it) and seeds (per-query values "
+                 f"averaged over seeds), two-sided paired "
                  f"randomisation test over queries, 10,000 sign flips; * p < 0.05. `unseen`: the {n_unseen} test "
                  f"queries none of whose relevant documents is relevant to a train query.")
     return "\n".join(lines) + "\n"
@@ -212,11 +223,11 @@ def mining_markdown(records: list[dict]) -> str:
     lines = ["| teacher | strategy | rows | short of n | empty | removed per row (by filter) | pos q50 | top-1 neg q50 | "
              "pos − top-1 q50 | top-1 neg above pos |", "|---|---|---|---|---|---|---|---|---|---|"]
     for (teacher, strategy), s in sorted(seen.items(), key=lambda kv: _sort_key((kv[0][0], "", kv[0][1]))):
-        removed = ", ".join(f"{k}: {v:.1f}" for k, v in s["removed_per_row"].items()) or "–"
-        q = lambda d: "–" if d["q50"] is None else f"{d['q50']:.3f}"  # noqa: E731
+        removed = ", ".join(f"{k}: {v:.1f}" for k, v in s.get("removed_per_row", {}).items()) or "–"
+        q = lambda d: "–" if not d or d.get("q50") is None else f"{d['q50']:.3f}"  # noqa: E731
         lines.append(f"| {teacher} | `{strategy}` | {s['rows']} | {s['rows_short']} | {s['rows_empty']} | {removed} | "
-                     f"{q(s['pos_score'])} | {q(s['top1_neg_score'])} | {q(s['pos_minus_top1_neg'])} | "
-                     f"{s['top1_neg_above_pos']} |")
+                     f"{q(s.get('pos_score'))} | {q(s.get('top1_neg_score'))} | {q(s.get('pos_minus_top1_neg'))} | "
+                     f"{s.get('top1_neg_above_pos', '–')} |")
     return "\n".join(lines) + "\n"
 
 
