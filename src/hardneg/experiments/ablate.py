@@ -26,7 +26,7 @@ from hardneg.errors import ConfigErrors, HardnegError
 from hardneg.experiments.config import RunConfig, config_from_dict, read_toml
 from hardneg.experiments.run import Context, execute, load_splits
 from hardneg.io import ensure_dir, stable_hash, write_json
-from hardneg.mining.strategy import parse_strategy
+from hardneg.mining.pipeline import parse_plan
 
 log = logging.getLogger("hardneg")
 
@@ -60,7 +60,7 @@ def _grid_problems(grid_raw: Any) -> tuple[list[str], dict[str, Any]]:
             problems.append(f"[grid] strategy {s!r} is not a string")
             continue
         try:
-            strategies.append(str(parse_strategy(s)))
+            strategies.append(str(parse_plan(s)))
         except HardnegError as exc:
             problems.append(f"[grid] {exc.what}")
     if len(set(strategies)) != len(strategies):
