@@ -85,3 +85,17 @@ def test_bad_config_lists_every_problem(setup, capsys):
     assert code == 2
     for needle in ("epochs", "only the last part", "splits", "unknown key 'nope'"):
         assert needle in msg, msg
+
+
+def test_run_with_a_fusion_teacher_and_with_an_ensemble(setup, capsys):
+    root, cfg = setup
+    for teacher, strategy in (("fusion(hash,hash:32)", "percpos(0.95)+topk(2)"),
+                              ("hash|hash:32", "topk(2)+ensemble(intra,no-dedup)")):
+        code, _, err = run_cli(["run", str(cfg), "-q", f"teacher.model={teacher}", f"mine.strategy={strategy}",
+                                f"run.out={root / ('out-' + str(len(teacher)))}"], capsys)
+        assert code == 0, err
+        res = json.loads((root / ("out-" + str(len(teacher))) / "results.json").read_text())
+        assert res["config"]["teacher"]["model"] == teacher and "finetuned" in res["metrics"]["test"]
+    code, _, err = run_cli(["run", str(cfg), "-q", "teacher.model=hash|hash:32", "mine.strategy=topk(2)",
+                            f"run.out={root / 'out-bad'}"], capsys)
+    assert code == 2 and "has no ensemble" in err
