@@ -5,8 +5,10 @@
 Uses the tiny synthetic dataset, the hash teacher and a tiny random BERT student (hardneg.testing), so one
 uninterrupted run takes seconds to a minute. Each trial: a fresh output and cache folder, a kill after a random
 delay in [0, reference wall time], the stage active at the kill (read from the log), a rerun to completion, and
-a byte comparison of every file under the run folder (timings.json excepted: wall times). Prints one line per
-trial and "trials: N, mismatches: M"; exits 1 on any mismatch.
+a byte comparison of every file under the run folder. Excepted: timings.json, and train_config.json beside each
+trained model (it records wall times and the absolute student path); the weights (model.safetensors) and the
+loss curve are compared byte for byte. Prints one line per trial and "trials: N, mismatches: M"; exits 1 on any
+mismatch.
 """
 from __future__ import annotations
 
@@ -51,7 +53,8 @@ def tree_hashes(folder: Path) -> dict[str, str]:
     out = {}
     for p in sorted(folder.rglob("*")):
         rel = str(p.relative_to(folder))
-        if p.is_file() and p.name != "timings.json" and not any(part.endswith(".tmp") for part in p.parts):
+        if p.is_file() and p.name not in ("timings.json", "train_config.json") and not any(
+                part.endswith(".tmp") for part in p.parts):
             out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 

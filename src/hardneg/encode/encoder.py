@@ -27,6 +27,8 @@ DTYPES: tuple[str, ...] = ("float32", "float16")
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx")
 CONFIG_SUFFIXES = (".json", ".txt", ".model")  # configs, tokenizer files, sentencepiece models
+# Records that hardneg's trainer writes beside a model (wall times, paths): they never change its embeddings.
+NOT_MODEL_FILES = {"README.md", "train_config.json", "loss_curve.json", "stage_config.json"}
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ def folder_identity(folder: Path, cache_dir: Path | None = None) -> dict[str, An
             rel = f.relative_to(folder).as_posix()
             if f.suffix in WEIGHT_SUFFIXES:
                 weights[rel] = memo_sha256(f, cache_dir)
-            elif f.suffix in CONFIG_SUFFIXES and f.name != "README.md":
+            elif f.suffix in CONFIG_SUFFIXES and f.name not in NOT_MODEL_FILES:
                 configs[rel] = sha256_bytes(f.read_bytes())
     if not weights:
         raise HardnegError("no weight files (*.safetensors, *.bin, *.onnx) in the model folder", where=folder,
