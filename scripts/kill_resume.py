@@ -72,13 +72,16 @@ def run_once(cwd: Path, log: Path) -> float:
 
 
 def stage_at(log: Path) -> str:
+    """The stage running at the kill, from the last log lines (encoding happens inside mine and evaluate)."""
     text = log.read_text(errors="replace") if log.exists() else ""
-    stage = "start-up"
+    stage, detail = "start-up", ""
     for line in text.splitlines():
-        for key in ("stage mine", "stage train", "stage evaluate", "embedding cache miss"):
+        for key in ("stage mine", "stage train", "stage evaluate"):
             if key in line:
-                stage = {"embedding cache miss": "encode"}.get(key, key.split()[1])
-    return stage
+                stage, detail = key.split()[1], ""
+        if "embedding cache" in line:
+            detail = " (after an encode)"
+    return stage + detail
 
 
 def prepare(work: Path) -> None:
@@ -109,7 +112,8 @@ def main() -> int:
         trial = args.workdir / f"trial{i}"
         shutil.copytree(base, trial)
         log = trial / "log.txt"
-        delay = rng.uniform(0.5, t_ref)
+        # Stratified over the reference run's duration, so every stage gets kills.
+        delay = 0.5 + (i + rng.random()) / args.trials * (t_ref - 0.5)
         with open(log, "ab") as fh:
             proc = subprocess.Popen(hardneg_cmd(), cwd=trial, stdout=fh, stderr=subprocess.STDOUT,
                                     env={**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"},
