@@ -19,34 +19,64 @@ def _as_shards(d_emb: DocShards) -> list[np.ndarray]:
     return [d_emb] if isinstance(d_emb, np.ndarray) else list(d_emb)
 
 
-def _doc_blocks(shards: list[np.ndarray], doc_block: int):
-    """Yield (first corpus row, fp32 tensor block) over a list of (possibly memmapped) shards."""
-    start = 0
-    for shard in shards:
-        for lo in range(0, shard.shape[0], doc_block):
-            block = np.ascontiguousarray(shard[lo:lo + doc_block], dtype=np.float32)
-            yield start + lo, torch.from_numpy(block)
-        start += shard.shape[0]
+def _doc_blocks(shards: list[np.ndarray], doc_block: int, dim: int):
+    """Yield (first corpus row, fp32 tensor block) of ``doc_block`` rows, gathered across (memmapped) shards.
+
+    One preallocated fp32 buffer is reused (fp16 shards are converted into it block by block), so blocks do not
+    depend on where shard boundaries fall: shards and one array give the same blocks and the same float bits.
+    """
+    nd = sum(s.shape[0] for s in shards)
+    buf = np.empty((min(doc_block, nd), dim), dtype=np.float32)  # [cb, dim], reused
+    start, fill, j, lo = 0, 0, 0, 0
+    while j < len(shards):
+        take = min(buf.shape[0] - fill, shards[j].shape[0] - lo)
+        np.copyto(buf[fill:fill + take], shards[j][lo:lo + take], casting="same_kind")
+        fill, lo = fill + take, lo + take
+        if lo == shards[j].shape[0]:
+            j, lo = j + 1, 0
+        if fill and (fill == buf.shape[0] or j == len(shards)):
+            yield start, torch.from_numpy(buf[:fill])
+            start, fill = start + fill, 0
 
 
 def _block_topk(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k of each row of ``s`` [qb, cb] sorted by (score desc, column asc), exact under ties."""
-    vals, cols = torch.topk(s, k, dim=1, largest=True, sorted=True)  # [qb, k]; tie order unspecified
+    m = min(k + 1, s.shape[1])  # one extra: a tie across the k-th place exists iff values k and k+1 are equal
+    vals, cols = torch.topk(s, m, dim=1, largest=True, sorted=True)  # [qb, m]; tie order unspecified
     # Order equal scores by column: sort columns ascending, then stable-sort by score descending.
     cols, order = torch.sort(cols, dim=1)
     vals = torch.gather(vals, 1, order)
     vals, order = torch.sort(vals, dim=1, descending=True, stable=True)
     cols = torch.gather(cols, 1, order)
-    if k < s.shape[1]:
-        # Rows where the k-th score is tied with an unselected column: topk may have kept a later column.
-        kth = vals[:, -1:]
-        n_ge = (s >= kth).sum(dim=1)
-        for r in torch.nonzero(n_ge > k).flatten().tolist():
+    if m > k:
+        # Rows where the k-th score is tied with the next one: topk may have kept a later column.
+        for r in torch.nonzero(vals[:, k - 1] == vals[:, k]).flatten().tolist():
             row = s[r].numpy()
             keep = np.lexsort((np.arange(row.shape[0]), -row))[:k]  # score desc, column asc
-            cols[r] = torch.from_numpy(keep)
-            vals[r] = torch.from_numpy(row[keep])
-    return vals, cols
+            cols[r, :k] = torch.from_numpy(keep)
+            vals[r, :k] = torch.from_numpy(row[keep])
+    return vals[:, :k], cols[:, :k]
+
+
+def _above(s: torch.Tensor, thr: torch.Tensor, max_per_row: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Every score >= ``thr`` [qb, 1] of each row, columns ascending, padded with -inf ([qb, m] each).
+
+    None if some row has more than ``max_per_row`` (then a full top-k is cheaper). numpy's compare and
+    flatnonzero are several times faster than torch's ``s >= thr`` + nonzero on CPU.
+    """
+    sn = s.numpy()
+    flat = np.flatnonzero(sn >= thr.numpy())  # row-major: columns ascending within a row
+    rows, cols = np.divmod(flat, sn.shape[1])
+    counts = np.bincount(rows, minlength=sn.shape[0])
+    m = int(counts.max()) if flat.size else 0
+    if m > max_per_row:
+        return None
+    pos = np.arange(flat.size) - (np.cumsum(counts) - counts)[rows]
+    vals = np.full((sn.shape[0], m), -np.inf, dtype=np.float32)
+    idx = np.zeros((sn.shape[0], m), dtype=np.int64)
+    vals[rows, pos] = sn.ravel()[flat]
+    idx[rows, pos] = cols
+    return torch.from_numpy(vals), torch.from_numpy(idx)
 
 
 def exact_search(q_emb: np.ndarray, d_emb: DocShards, depth: int, *, query_block: int = 4096,
@@ -64,16 +94,22 @@ def exact_search(q_emb: np.ndarray, d_emb: DocShards, depth: int, *, query_block
     k = min(depth, nd)
     out_s = np.empty((nq, k), dtype=np.float32)
     out_i = np.empty((nq, k), dtype=np.int64)
-    n_steps = -(-nq // query_block) * sum(-(-s.shape[0] // doc_block) for s in shards)
+    if nq == 0 or nd == 0:
+        return out_s, out_i
+    n_steps = -(-nq // query_block) * -(-nd // doc_block)
     bar = tqdm(total=n_steps, desc="search", unit="block", disable=not progress)
+    sbuf = torch.empty(min(query_block, nq) * min(doc_block, nd))  # one score buffer, reused by every block
     with torch.inference_mode():
         for qlo in range(0, nq, query_block):
             q = torch.from_numpy(np.ascontiguousarray(q_emb[qlo:qlo + query_block], dtype=np.float32))
             best_s = torch.empty((q.shape[0], 0), dtype=torch.float32)  # [qb, <=k] running top-k
             best_i = torch.empty((q.shape[0], 0), dtype=torch.int64)
-            for dlo, d in _doc_blocks(shards, doc_block):
-                s = q @ d.T  # [qb, cb]
-                vals, cols = _block_topk(s, min(k, s.shape[1]))
+            for dlo, d in _doc_blocks(shards, doc_block, q.shape[1]):
+                s = sbuf[: q.shape[0] * d.shape[0]].view(q.shape[0], d.shape[0])
+                torch.mm(q, d.T, out=s)  # [qb, cb]
+                # Once k results are held, only scores >= the running k-th can enter (ties kept: exact).
+                new = _above(s, best_s[:, k - 1:k], 4 * k) if best_s.shape[1] == k else None
+                vals, cols = new if new is not None else _block_topk(s, min(k, s.shape[1]))
                 # Running entries have smaller rows than this block; a stable sort keeps them first on ties.
                 cat_s = torch.cat([best_s, vals], dim=1)
                 cat_i = torch.cat([best_i, cols + dlo], dim=1)
