@@ -1,7 +1,6 @@
 """Teacher ensembles (cross-sample, intra-sample dedup / no-dedup) on hand-made pools."""
 from __future__ import annotations
 
-import zlib
 
 import numpy as np
 import pytest
@@ -12,32 +11,8 @@ from hardneg.mining.ensemble import (EnsembleSpec, cross_sample, ensemble_mine, 
                                      intra_sample, parse_ensemble, split_ensemble, survivor_sets)
 from hardneg.mining.select import apply_strategy
 from hardneg.mining.strategy import parse_strategy
-from hardneg.types import CandidatePool, Corpus, Dataset, Queries
-
-
-def make_pool(queries: list[tuple[str, list[float], list[tuple[int, float]]]], depth: int | None = None,
-              teacher: str = "hand") -> CandidatePool:
-    """queries: (qid, positive scores, [(corpus row, score), ...] candidates in rank order).
-
-    Copied from tests/test_mining.py (plus a teacher name); positive rows are 10 * crc32(qid) % 1e5 + k, so
-    pools of different teachers over the same qids have the same (query, positive) rows.
-    """
-    depth = depth or max(max(len(c) for _, _, c in queries), 1)
-    q = len(queries)
-    cand_idx = np.full((q, depth), -1, dtype=np.int32)
-    cand_score = np.full((q, depth), np.nan, dtype=np.float32)
-    cand_rank = np.full((q, depth), -1, dtype=np.int32)
-    ptr, pidx, pscore = [0], [], []
-    for i, (_, pos, cands) in enumerate(queries):
-        for j, (row, s) in enumerate(cands):
-            cand_idx[i, j], cand_score[i, j], cand_rank[i, j] = row, s, j + 1
-        pidx.extend(10 * (zlib.crc32(queries[i][0].encode()) % 100_000) + k for k in range(len(pos)))
-        pscore.extend(pos)
-        ptr.append(len(pidx))
-    return CandidatePool(teacher=teacher, qids=tuple(x[0] for x in queries), cand_idx=cand_idx, cand_score=cand_score,
-                         cand_rank=cand_rank, pos_ptr=np.asarray(ptr, dtype=np.int64),
-                         pos_idx=np.asarray(pidx, dtype=np.int32), pos_score=np.asarray(pscore, dtype=np.float32))
-
+from hardneg.types import Corpus, Dataset, Queries
+from hardneg.testing import make_pool
 
 def rows_of(es) -> list[list[tuple[int, str]]]:
     """Per row: [(corpus row, teacher name), ...] of the filled slots."""

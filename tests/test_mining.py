@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import zlib
 
 import numpy as np
 import pytest
@@ -11,28 +10,9 @@ from hardneg.errors import HardnegError
 from hardneg.mining.select import apply_strategy
 from hardneg.mining.strategy import parse_strategy
 from hardneg.types import CandidatePool
+from hardneg.testing import make_pool
 
 NAN = float("nan")
-
-
-def make_pool(queries: list[tuple[str, list[float], list[tuple[int, float]]]], depth: int | None = None) -> CandidatePool:
-    """queries: (qid, positive scores, [(corpus row, score), ...] candidates in rank order)."""
-    depth = depth or max(len(c) for _, _, c in queries)
-    q = len(queries)
-    cand_idx = np.full((q, depth), -1, dtype=np.int32)
-    cand_score = np.full((q, depth), np.nan, dtype=np.float32)
-    cand_rank = np.full((q, depth), -1, dtype=np.int32)
-    ptr, pidx, pscore = [0], [], []
-    for i, (_, pos, cands) in enumerate(queries):
-        for j, (row, s) in enumerate(cands):
-            cand_idx[i, j], cand_score[i, j], cand_rank[i, j] = row, s, j + 1
-        pidx.extend(10 * (zlib.crc32(queries[i][0].encode()) % 100_000) + k for k in range(len(pos)))
-        pscore.extend(pos)
-        ptr.append(len(pidx))
-    return CandidatePool(teacher="hand", qids=tuple(x[0] for x in queries), cand_idx=cand_idx, cand_score=cand_score,
-                         cand_rank=cand_rank, pos_ptr=np.asarray(ptr, dtype=np.int64),
-                         pos_idx=np.asarray(pidx, dtype=np.int32), pos_score=np.asarray(pscore, dtype=np.float32))
-
 
 # Query A: one positive scored 0.80; candidates (row, score) in rank order.
 A = ("qa", [0.80], [(10, 0.79), (11, 0.77), (12, 0.765), (13, 0.70), (14, 0.60), (15, 0.50)])

@@ -37,26 +37,9 @@ def _one_thread() -> object:
 @pytest.fixture(scope="module")
 def tiny_student(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer BERT (hidden 32) with mean pooling, saved as a sentence-transformers folder."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.base.modules import Transformer
-    from sentence_transformers.sentence_transformer.modules import Pooling
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from hardneg.testing import make_tiny_student
 
-    root = tmp_path_factory.mktemp("tiny")
-    hf = root / "hf"
-    hf.mkdir()
-    chars = list("abcdefghijklmnopqrstuvwxyz0123456789")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *chars, *("##" + c for c in chars)]
-    (hf / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
-    BertModel(config).save_pretrained(hf)
-    BertTokenizerFast(vocab_file=str(hf / "vocab.txt"), do_lower_case=True).save_pretrained(hf)
-    module = Transformer(str(hf), max_seq_length=64)
-    model = SentenceTransformer(modules=[module, Pooling(module.get_embedding_dimension(), "mean")])
-    model.save(str(root / "st"))
-    return root / "st"
+    return make_tiny_student(tmp_path_factory.mktemp("tiny"))
 
 
 def _text(rng: np.random.Generator, n: int, tag: str) -> str:

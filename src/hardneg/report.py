@@ -20,7 +20,7 @@ import numpy as np
 
 from hardneg.errors import HardnegError
 from hardneg.evaluate.metrics import paired_test
-from hardneg.io import atomic_path, ensure_dir, read_json, write_bytes, write_text
+from hardneg.io import ensure_dir, read_json, write_bytes, write_text
 from hardneg.mining.strategy import Abs, MarginPos, PercPos, Sampled, Shift, Top1Sampled, TopK, parse_strategy
 
 METHOD_NAMES = [("none", "In-batch negatives only"), ("topk", "Naive Top-K"), ("shift", "Top-K shifted by N"),

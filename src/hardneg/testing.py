@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 WORDS = ("cells genes protein cancer tumor patients study brain heart blood liver kidney drug dose trial "
@@ -57,3 +58,30 @@ def make_tiny_student(folder: Path, seed: int = 0) -> Path:
     model = SentenceTransformer(modules=[module, Pooling(module.get_embedding_dimension(), "mean")])
     model.save(str(folder / "st"))
     return folder / "st"
+
+
+def make_pool(queries: list[tuple[str, list[float], list[tuple[int, float]]]], depth: int | None = None,
+              teacher: str = "hand"):
+    """A hand-made CandidatePool. ``queries``: (qid, positive scores, [(corpus row, score), ...] in rank order).
+
+    Positive corpus rows are ``10 * (crc32(qid) % 100000) + k``: stable for a qid whatever the other queries.
+    """
+    import numpy as np
+
+    from hardneg.types import CandidatePool
+
+    depth = depth or max(max(len(c) for _, _, c in queries), 1)
+    q = len(queries)
+    cand_idx = np.full((q, depth), -1, dtype=np.int32)
+    cand_score = np.full((q, depth), np.nan, dtype=np.float32)
+    cand_rank = np.full((q, depth), -1, dtype=np.int32)
+    ptr, pidx, pscore = [0], [], []
+    for i, (qid, pos, cands) in enumerate(queries):
+        for j, (row, s) in enumerate(cands):
+            cand_idx[i, j], cand_score[i, j], cand_rank[i, j] = row, s, j + 1
+        pidx.extend(10 * (zlib.crc32(qid.encode()) % 100_000) + k for k in range(len(pos)))
+        pscore.extend(pos)
+        ptr.append(len(pidx))
+    return CandidatePool(teacher=teacher, qids=tuple(x[0] for x in queries), cand_idx=cand_idx, cand_score=cand_score,
+                         cand_rank=cand_rank, pos_ptr=np.asarray(ptr, dtype=np.int64),
+                         pos_idx=np.asarray(pidx, dtype=np.int32), pos_score=np.asarray(pscore, dtype=np.float32))

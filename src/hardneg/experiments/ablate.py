@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hardneg.encode.models import default_cache_dir
-from hardneg.errors import ConfigErrors, HardnegError
+from hardneg.errors import HardnegError
 from hardneg.experiments.config import RunConfig, config_from_dict, read_toml
 from hardneg.experiments.run import Context, execute, load_splits
 from hardneg.io import ensure_dir, stable_hash, write_json

@@ -23,7 +23,7 @@ from hardneg.data.load import load_dataset, load_eval_dataset, strip_if_injected
 from hardneg.data.mined import read_mined
 from hardneg.data.descriptors import descriptor_for
 from hardneg.data.splits import carve_dev
-from hardneg.encode.encoder import EncoderSpec, load_encoder
+from hardneg.encode.encoder import EncoderSpec
 from hardneg.encode.models import default_cache_dir
 from hardneg.evaluate.pipeline import evaluate_model, write_eval
 from hardneg.experiments.config import RunConfig, nondefault
