@@ -61,10 +61,12 @@ def candidates_from_search(scores: np.ndarray, idx: np.ndarray, pos_ptr: np.ndar
 
 
 def build_pool(teacher: str, dataset: Dataset, q_emb: np.ndarray, d_emb, depth: int, *,
-               progress: bool = False, meta: dict | None = None) -> CandidatePool:
+               progress: bool = False, meta: dict | None = None, search_fn=None) -> CandidatePool:
     """Search ``depth`` + max positives per query so that ``depth`` non-positive candidates remain.
 
     ``q_emb`` [len(dataset.queries), dim] in dataset query order; ``d_emb`` [len(corpus), dim] or shards.
+    ``search_fn(q_emb, k) -> (scores, idx)`` replaces the in-process exact search (e.g. Ray's sharded search,
+    which must return the same result); positives are always scored here from ``d_emb``.
     """
     qids, pos_ptr, pos_idx = positive_rows(dataset)
     if not qids:
@@ -75,7 +77,7 @@ def build_pool(teacher: str, dataset: Dataset, q_emb: np.ndarray, d_emb, depth: 
     q_emb = np.asarray(q_emb)[q_sel]  # [Q, dim]
     n_docs = len(dataset.corpus)
     k = depth + int(np.diff(pos_ptr).max())
-    scores, idx = exact_search(q_emb, d_emb, k, progress=progress)
+    scores, idx = search_fn(q_emb, k) if search_fn else exact_search(q_emb, d_emb, k, progress=progress)
     cand_idx, cand_score, cand_rank = candidates_from_search(scores, idx, pos_ptr, pos_idx, depth, n_docs)
     pos_q = np.repeat(np.arange(len(qids)), np.diff(pos_ptr))
     pos_score = score_pairs(q_emb, d_emb, pos_q, pos_idx)

@@ -27,9 +27,9 @@ from tqdm.auto import tqdm
 from hardneg.encode.cache import open_cached
 from hardneg.encode.encoder import Encoder, EncoderSpec, Kind, check_texts, load_encoder
 from hardneg.errors import HardnegError
-from hardneg.mining.candidates import candidates_from_search, positive_rows
+from hardneg.mining.candidates import build_pool
 from hardneg.search import merge_topk
-from hardneg.search.exact import exact_search, score_pairs
+from hardneg.search.exact import exact_search
 from hardneg.types import CandidatePool, Dataset
 
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
@@ -333,30 +333,16 @@ def build_pool_ray(teacher: str, dataset: Dataset, q_emb: np.ndarray, d_emb: Any
 
     Searches ``depth`` + max positives per query, removes positives, scores positives directly (driver).
     """
-    qids, pos_ptr, pos_idx = positive_rows(dataset)
-    if not qids:
-        raise HardnegError(f"no query of split '{dataset.split}' has a positive (relevance > 0)",
-                           where=dataset.name, fix="check the qrels scores, or use another split")
-    qrow = dataset.queries.row
-    q_sel = np.asarray([qrow[q] for q in qids], dtype=np.int64)
-    q_emb = np.asarray(q_emb)[q_sel]  # [Q, dim]
-    n_docs = len(dataset.corpus)
-    k = depth + int(np.diff(pos_ptr).max())
-    scores, idx = ray_search(q_emb, d_emb, k, address=address, progress=progress, **search_kw)
-    cand_idx, cand_score, cand_rank = candidates_from_search(scores, idx, pos_ptr, pos_idx, depth, n_docs)
-    pos_q = np.repeat(np.arange(len(qids)), np.diff(pos_ptr))
     local = d_emb
     if isinstance(d_emb, str | os.PathLike) or (not isinstance(d_emb, np.ndarray)
                                                  and any(isinstance(s, str | os.PathLike) for s in d_emb)):
         paths = [d_emb] if isinstance(d_emb, str | os.PathLike) else list(d_emb)
-        local = [np.load(p, mmap_mode="r", allow_pickle=False) for p in paths]
-    pos_score = score_pairs(q_emb, local, pos_q, pos_idx)
-    pool = CandidatePool(teacher=teacher, qids=tuple(qids), cand_idx=cand_idx, cand_score=cand_score,
-                         cand_rank=cand_rank, pos_ptr=pos_ptr, pos_idx=pos_idx, pos_score=pos_score,
-                         meta={**(meta or {}), "depth": depth, "corpus": dataset.corpus.fingerprint,
-                               "n_docs": n_docs, "dataset": dataset.name, "split": dataset.split})
-    pool.validate()
-    return pool
+        local = [np.load(p, mmap_mode="r", allow_pickle=False) for p in paths]  # positives are scored here
+
+    def search_fn(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return ray_search(q, d_emb, k, address=address, progress=progress, **search_kw)
+
+    return build_pool(teacher, dataset, q_emb, local, depth, progress=progress, meta=meta, search_fn=search_fn)
 
 
 __all__ = ["EncodeWorker", "RayEncoder", "build_pool_ray", "encode_ray", "import_ray", "init_ray", "ray_search",
