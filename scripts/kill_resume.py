@@ -35,7 +35,7 @@ strategy = "percpos(0.95)+topk(2)"
 depth = 10
 [train]
 student = "student/st"
-max_steps = 12
+max_steps = 40
 batch_size = 4
 doc_max_length = 32
 query_max_length = 16
@@ -87,7 +87,7 @@ def stage_at(log: Path) -> str:
 def prepare(work: Path) -> None:
     from hardneg.testing import make_tiny_student, write_tiny_beir
 
-    write_tiny_beir(work / "data", n_docs=400, n_queries=80)
+    write_tiny_beir(work / "data", n_docs=4000, n_queries=240)
     make_tiny_student(work / "student")
     (work / "config.toml").write_text(CONFIG)
 
