@@ -250,10 +250,10 @@ def fit_stage(data: Sequence[StageData], cfg: Any, extras: LLMTrainExtras, out_d
     )
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from hardneg.io import atomic_path, write_json
+    from hardneg.io import atomic_path
     from hardneg.llm.decoder import describe, weights_digest
     from hardneg.train.losses import build_loss
-    from hardneg.train.trainer import _loss_curve, _plot, _versions, merge_lora, prepare_rows
+    from hardneg.train.trainer import _jsonable, _loss_curve, _versions, merge_lora, prepare_rows, write_records
 
     out_dir = Path(out_dir)
     if not data:
@@ -384,15 +384,8 @@ def fit_stage(data: Sequence[StageData], cfg: Any, extras: LLMTrainExtras, out_d
                        "seconds_per_step": round(seconds / max(1, trainer.state.global_step), 3)},
             "versions": _versions(),
         }
-        write_json(tmp / "train_config.json", record)
-        write_json(tmp / "loss_curve.json", curve)
-        _plot(curve, tmp / "loss_curve.png")
+        write_records(tmp, record, curve)
     return StageResult(model=model, out_dir=out_dir, record=record, curve=curve)
-
-
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (list(v) if isinstance(v, tuple) else v if isinstance(v, (str, int, float, bool, type(None)))
-                else str(v)) for k, v in d.items()}
 
 
 # ---------------------------------------------------------------- recipe config

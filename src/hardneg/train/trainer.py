@@ -275,6 +275,13 @@ def _loss_curve(log_history: list[dict[str, Any]]) -> dict[str, list[dict[str, f
     return {"train": train_rows, "eval": eval_rows}
 
 
+def write_records(folder: Path, record: dict[str, Any], curve: dict[str, list[dict[str, float]]]) -> None:
+    """What every training run writes beside its model: train_config.json, loss_curve.json and .png."""
+    write_json(folder / "train_config.json", record)
+    write_json(folder / "loss_curve.json", curve)
+    _plot(curve, folder / "loss_curve.png")
+
+
 def _plot(curve: dict[str, list[dict[str, float]]], path: Path) -> None:
     import matplotlib
 
@@ -444,9 +451,7 @@ def fit(rows: Sequence[dict[str, Any]], cfg: TrainConfig, out_dir: Path, *, prog
                        "seconds_per_step": round(seconds / max(1, trainer.state.global_step), 3)},
             "versions": _versions(),
         }
-        write_json(tmp / "train_config.json", record)
-        write_json(tmp / "loss_curve.json", curve)
-        _plot(curve, tmp / "loss_curve.png")
+        write_records(tmp, record, curve)
     return TrainResult(model=model, out_dir=out_dir, record=record, curve=curve)
 
 
