@@ -36,9 +36,14 @@ cache = "{tmp_path / 'cache'}"
 strategies = ["topk(2)", "percpos(0.95)+topk(2)", "none"]
 seeds = [0, 1]
 """)
-    code, _, err = run_cli(["ablate", str(cfg), "-q", "--limit", "4"], capsys)
+    code, _, err = run_cli(["ablate", str(cfg), "-q", "--strategy", "topk(2)", "--seed", "1"], capsys)
     assert code == 0, err
     results = tmp_path / "out" / "results.jsonl"
+    assert [json.loads(x)["point"]["seed"] for x in results.read_text().splitlines()] == [1]
+    code, _, err = run_cli(["ablate", str(cfg), "-q", "--strategy", "topk(3)"], capsys)
+    assert code == 2 and "not in the grid" in " ".join(err.split())
+    code, _, err = run_cli(["ablate", str(cfg), "-q", "--limit", "3"], capsys)
+    assert code == 0, err
     assert len(results.read_text().splitlines()) == 4
     code, _, err = run_cli(["ablate", str(cfg), "-q"], capsys)
     assert code == 0, err

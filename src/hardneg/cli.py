@@ -354,12 +354,16 @@ def ablate(
     config: Annotated[Path, typer.Argument(help="TOML: a run config plus a [grid] table.")],
     overrides: Annotated[Optional[list[str]], typer.Argument(help="section.key=value applied to the base config.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Run at most this many unfinished points, then stop.")] = None,
+    strategy: Annotated[Optional[list[str]], typer.Option(
+        help="Run only this grid strategy (repeatable); the other points stay for a later run.")] = None,
+    seed: Annotated[Optional[list[int]], typer.Option(help="Run only this grid seed (repeatable).")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     _setup(quiet)
     from hardneg.experiments.ablate import load_ablation, run_ablation
 
     base, grid = load_ablation(config, list(overrides or []))
+    grid = grid.subset(strategy or [], seed or [])
     console.print(f"grid: {len(grid.points())} points ({len(grid.teachers)} teachers x {len(grid.strategies)} "
                   f"strategies x {len(grid.seeds)} seeds x {len(grid.students)} students) -> {base.run.out}")
     results = run_ablation(base, grid, progress=not quiet, limit=limit)

@@ -43,6 +43,21 @@ class Grid:
         return [{"teacher": t, "strategy": s, "student": st, "seed": seed}
                 for t in self.teachers for seed in self.seeds for s in self.strategies for st in self.students]
 
+    def subset(self, strategies: list[str] = (), seeds: list[int] = ()) -> "Grid":
+        """The grid restricted to some of its strategies and/or seeds (empty = all), e.g. to run a priority
+        slice first; the points keep their keys, so the rest of the grid resumes later in the same results."""
+        wanted = []
+        for s in strategies:
+            canon = str(parse_plan(s))
+            if canon not in self.strategies:
+                raise HardnegError(f"strategy {s!r} is not in the grid", fix="choose one of: " + ", ".join(self.strategies))
+            wanted.append(canon)
+        for x in seeds:
+            if x not in self.seeds:
+                raise HardnegError(f"seed {x} is not in the grid", fix="choose among: " + ", ".join(map(str, self.seeds)))
+        return replace(self, strategies=tuple(s for s in self.strategies if s in wanted) if wanted else self.strategies,
+                       seeds=tuple(x for x in self.seeds if x in seeds) if seeds else self.seeds)
+
 
 def _grid_problems(grid_raw: Any) -> tuple[list[str], dict[str, Any]]:
     problems: list[str] = []
