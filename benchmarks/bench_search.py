@@ -6,12 +6,12 @@ Measures, on random unit vectors (``--dim`` 384, ``--nq`` 10,000 queries, ``--de
 - for every corpus size in ``--sizes`` and every method in ``--methods``, in its own subprocess: wall time,
   effective GFLOP/s (2 * nq * nd * dim / time), the ratio to the peak, CPU time, peak RSS (``ru_maxrss``) and
   peak anonymous RSS (sampled ``RssAnon``: memmapped file pages excluded), and recall@depth against exact;
-- a profile of one query block of the exact search (matmul vs top-k vs tie check vs merge), and the same for
-  the block loop proposed in ``benchmarks/README.md`` (``proposed`` method).
+- a profile of one query block of the original exact search (matmul vs top-k vs tie check vs merge), and the
+  same block with today's loop in torch (``torch-mm``) and with numpy's matmul (today's ``exact_search``).
 
 Methods: ``hardneg-exact`` (fp32 array in RAM), ``hardneg-exact-fp16-shards`` (fp16 ``.npy`` shards of 8192
-rows opened as memmaps, as the embedding cache stores them), ``proposed`` (the block loop of the proposed
-exact.py patch, on the fp16 shards), ``st-mine`` (sentence-transformers ``mine_hard_negatives`` search
+rows opened as memmaps, as the embedding cache stores them), ``torch-mm`` (``exact_search``'s block loop with
+``torch.mm`` (MKL) in place of numpy's matmul (OpenBLAS), i.e. the previous exact.py, on the fp16 shards), ``st-mine`` (sentence-transformers ``mine_hard_negatives`` search
 without FAISS: ``util.cos_sim`` on chunks of ``faiss_batch_size`` queries, then ``torch.topk``), ``faiss-flatip``
 (its ``use_faiss=True`` path: ``IndexFlatIP.add`` of the whole corpus, then ``search``), ``hardneg-faiss-flat``,
 ``hardneg-faiss-ivf``, ``hardneg-faiss-hnsw`` (index build included in their time).
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-ALL_METHODS = ("hardneg-exact", "hardneg-exact-fp16-shards", "proposed", "st-mine", "faiss-flatip",
+ALL_METHODS = ("hardneg-exact", "hardneg-exact-fp16-shards", "torch-mm", "st-mine", "faiss-flatip",
                "hardneg-faiss-flat", "hardneg-faiss-ivf", "hardneg-faiss-hnsw")
 SHARD_ROWS = 8192  # the embedding cache's default shard_size
 ST_BATCH = 16384  # mine_hard_negatives' default faiss_batch_size
@@ -126,11 +126,11 @@ def make_data(folder: Path, n: int, nq: int, dim: int, seed: int) -> None:
     (folder / "done").write_text("ok")
 
 
-# -- the proposed exact-search block loop (see README "search": the exact.py patch) ---------------------------
+# -- exact_search's block loop with a choice of matmul (torch-mm: the previous exact.py) ------------------------
 
-def proposed_exact_search(q_emb, d_emb, depth, *, query_block=4096, doc_block=65536, threshold=True,
+def loop_exact_search(q_emb, d_emb, depth, *, query_block=4096, doc_block=65536, threshold=True,
                           matmul="torch"):
-    """exact_search with the proposed changes (README "search"):
+    """exact_search's block loop (README "search"), with torch's or numpy's matmul:
 
     1. top-(k+1) replaces the full-matrix tie check (a tie across the k-th place exists iff the (k+1)-th
        value equals the k-th);
@@ -140,8 +140,8 @@ def proposed_exact_search(q_emb, d_emb, depth, *, query_block=4096, doc_block=65
     4. doc blocks of ``doc_block`` rows gathered across small shards (the cache's 8192-row fp16 shards) into
        one preallocated fp32 buffer.
 
-    ``matmul="numpy"`` (not part of the patch; measured in README) multiplies with numpy's OpenBLAS instead of
-    torch's MKL, which is faster on this AMD CPU but rounds differently from ``score_pairs``.
+    ``matmul="torch"`` (the previous exact.py) multiplies with torch's MKL; ``"numpy"`` with numpy's OpenBLAS,
+    20-40% faster on this AMD CPU for this shape (K = 384), which is what ``exact_search`` does now.
     """
     import torch
 
@@ -242,7 +242,7 @@ def run_method(method: str, folder: Path, depth: int, params: dict) -> dict:
     from hardneg.search.exact import exact_search
     from hardneg.search.faiss_backend import faiss_search
     mem = MemSampler()
-    if method in ("hardneg-exact-fp16-shards", "proposed"):
+    if method in ("hardneg-exact-fp16-shards", "torch-mm"):
         d = [np.load(f, mmap_mode="r") for f in shard_files]
     else:
         d = np.load(folder / "d32.npy")  # fp32 in RAM
@@ -252,8 +252,8 @@ def run_method(method: str, folder: Path, depth: int, params: dict) -> dict:
     t_cpu, t0 = time.process_time(), time.perf_counter()
     if method in ("hardneg-exact", "hardneg-exact-fp16-shards"):
         s, i = exact_search(q, d, depth)
-    elif method == "proposed":
-        s, i = proposed_exact_search(q, d, depth)
+    elif method == "torch-mm":
+        s, i = loop_exact_search(q, d, depth, matmul="torch")
     elif method == "st-mine":
         budget = params["mem_budget_gb"] * 1024**3
         batch = ST_BATCH
@@ -300,7 +300,7 @@ def run_method(method: str, folder: Path, depth: int, params: dict) -> dict:
         np.save(folder / "exact_idx.npy", i)
     if method == "hardneg-exact-fp16-shards":
         np.save(folder / "exact16_idx.npy", i)
-    if method == "proposed" and (folder / "exact16_idx.npy").is_file():
+    if method == "torch-mm" and (folder / "exact16_idx.npy").is_file():
         info["ids_equal_exact_fp16_shards"] = bool(np.array_equal(i, np.load(folder / "exact16_idx.npy")))
     ref = folder / "exact_idx.npy"
     if ref.is_file():
@@ -312,7 +312,8 @@ def run_method(method: str, folder: Path, depth: int, params: dict) -> dict:
 
 
 def profile_block(nd: int, dim: int, depth: int, seed: int = 1) -> dict:
-    """Time the stages of one query block (4096 queries) of exact_search over ``nd`` docs (65536-row blocks)."""
+    """Time the stages of one query block (4096 queries) of the original exact search over ``nd`` docs (65536-row
+    blocks), then the whole block with ``exact_search`` (numpy matmul) and with its loop in torch (``torch_mm``)."""
     import torch
 
     from hardneg.search.exact import _block_topk, exact_search
@@ -354,25 +355,25 @@ def profile_block(nd: int, dim: int, depth: int, seed: int = 1) -> dict:
     out["instrumented_total_s"] = round(time.perf_counter() - t_all, 3)
     flops = 2 * 4096 * nd * dim
 
-    def timed(name, fn, *a):
+    def timed(name, fn, *a, **kw):
         c, w = time.process_time(), time.perf_counter()
-        res = fn(*a, depth)
+        res = fn(*a, depth, **kw)
         out[name + "_s"] = round(time.perf_counter() - w, 3)
         out[name + "_cpu_s"] = round(time.process_time() - c, 3)
         return res
 
     s1, i1 = timed("exact_search", exact_search, q, d)
-    s2, i2 = timed("proposed", proposed_exact_search, q, d)
+    s2, i2 = timed("torch_mm", loop_exact_search, q, d, matmul="torch")
     shards = [d[j:j + SHARD_ROWS].astype(np.float16) for j in range(0, nd, SHARD_ROWS)]
     timed("exact_search_fp16_8192_shards", exact_search, q, shards)
-    timed("proposed_fp16_8192_shards", proposed_exact_search, q, shards)
-    out["proposed_ids_equal"] = bool(np.array_equal(i1, i2))
-    out["proposed_max_score_diff"] = float(np.abs(s1 - s2).max())
+    timed("torch_mm_fp16_8192_shards", loop_exact_search, q, shards, matmul="torch")
+    out["torch_mm_ids_equal"] = bool(np.array_equal(i1, i2))
+    out["torch_mm_max_score_diff"] = float(np.abs(s1 - s2).max())
     out["matmul_gflops"] = round(flops / t["matmul"] / 1e9, 1)
     out["exact_gflops"] = round(flops / out["exact_search_s"] / 1e9, 1)
-    out["proposed_gflops"] = round(flops / out["proposed_s"] / 1e9, 1)
+    out["torch_mm_gflops"] = round(flops / out["torch_mm_s"] / 1e9, 1)
     out["exact_gflops_per_cpu_s"] = round(flops / out["exact_search_cpu_s"] / 1e9, 1)
-    out["proposed_gflops_per_cpu_s"] = round(flops / out["proposed_cpu_s"] / 1e9, 1)
+    out["torch_mm_gflops_per_cpu_s"] = round(flops / out["torch_mm_cpu_s"] / 1e9, 1)
     _ = _block_topk  # the function the stages above reproduce
     return out
 
@@ -459,7 +460,7 @@ def main() -> None:
             t0 = time.perf_counter()
             make_data(folder, n, args.nq, args.dim, args.seed)
             print(f"data N={n:,}: {time.perf_counter() - t0:.1f}s", flush=True)
-            # exact first: it writes the recall reference (and fp16 shards before proposed, its reference)
+            # exact first: it writes the recall reference (and fp16 shards before torch-mm, its reference)
             order = sorted(methods, key=lambda m: {"hardneg-exact": 0, "hardneg-exact-fp16-shards": 1}.get(m, 2))
             for m in order:
                 if ("faiss-ivf" in m and n > args.ivf_max_size) or ("faiss-hnsw" in m and n > args.hnsw_max_size):
