@@ -12,10 +12,20 @@ HN=.venv/bin/hardneg
 R=~/hardneg-runs
 mkdir -p "$R/data"
 if [ "${1:-}" = "report" ]; then
-  [ -f "$R/ablate-scifact/results.jsonl" ] && $HN report "$R/ablate-scifact/results.jsonl" --out reports/scifact -q
-  for r in 30 60; do
-    [ -f "$R/fn-scifact-r$r/results.jsonl" ] && $HN report "$R/fn-scifact-r$r/results.jsonl" --out "reports/false-negatives/r$r" -q
+  # Copy the results into reports/ (committed), then build every table and figure from the committed copies
+  # (the teacher and ensemble studies write into ablate-scifact too: one table).
+  pub() { [ -f "$R/$1/results.jsonl" ] && mkdir -p "reports/$2" && cp "$R/$1/results.jsonl" "$R/$1/ablation.json" "reports/$2/"; }
+  pub ablate-scifact scifact
+  pub fn-scifact-r30 false-negatives/r30
+  pub fn-scifact-r60 false-negatives/r60
+  for d in scifact false-negatives/r30 false-negatives/r60; do
+    [ -f "reports/$d/results.jsonl" ] && $HN report "reports/$d/results.jsonl" --out "reports/$d" -q
   done
+  rates=(--rate 0=reports/scifact/results.jsonl)
+  for r in 30 60; do
+    [ -f "reports/false-negatives/r$r/results.jsonl" ] && rates+=(--rate "0.$r=reports/false-negatives/r$r/results.jsonl")
+  done
+  [ ${#rates[@]} -gt 2 ] && $HN fn-report "${rates[@]}" --out reports/false-negatives -q
   exit 0
 fi
 # Points are run in priority order (each slice resumes; later slices skip what earlier ones finished):

@@ -385,6 +385,22 @@ def report(
     console.print(f"wrote {', '.join(files)} to {out}")
 
 
+@app.command("fn-report", help=_verbatim((__import__("hardneg.report_rates", fromlist=["x"]).__doc__ or "")))
+def fn_report(
+    rate: Annotated[list[str], typer.Option(help="RATE=RESULTS: an injection rate and the results.jsonl of its "
+                                                 "ablation (repeat; the smallest rate is the reference).")],
+    out: Annotated[Path, typer.Option(help="Folder for the table and figure.")],
+    baseline: Annotated[str, typer.Option(help="Strategy the same-rate tests compare against.")] = "topk(4)",
+    quiet: QuietOpt = False,
+) -> None:
+    _setup(quiet)
+    from hardneg.mining.strategy import parse_strategy
+    from hardneg.report_rates import parse_rate_args, write_rate_report
+
+    files = write_rate_report(parse_rate_args(rate), out, baseline=str(parse_strategy(baseline)))
+    console.print(f"wrote {', '.join(files)} to {out}")
+
+
 @app.command(help="NV-Retriever-v1 recipe: build a decoder-LLM embedder (bidirectional attention, instruction-masked "
                   "mean pooling, LoRA), train stage 1 and stage 2, evaluate. section.key=value overrides; finished "
                   "stages are skipped. See docs/nv-retriever.md and configs/nv-retriever-v1.toml.")

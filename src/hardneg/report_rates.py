@@ -1,0 +1,185 @@
+"""``hardneg fn-report``: the controlled false-negative study across injection rates, in one table and figure.
+
+Input: one ``results.jsonl`` (from ``hardneg ablate``) per injection rate, e.g. rate 0 = the plain SciFact
+ablation and 0.3 / 0.6 = the ablations on ``hardneg inject`` copies. Only the strategies that every rate has run
+are compared (the rate-0 study usually has more). Outputs, byte-stable for the same inputs:
+
+- ``table.md`` / ``table.csv``: per strategy and rate, test nDCG@10 (mean ± sd over seeds), the paired test
+  against naive ``topk(4)`` at the same rate, and the paired test against the same strategy at rate 0 (how the
+  student degrades as false negatives rise); the mining-side trap rates of every strategy and rate;
+- ``fig_rates.png``: test nDCG@10 vs injection rate per strategy (error bars: sd over seeds), next to the trap
+  recall (share of the retrieved injected copies the strategy selects as negatives) vs rate.
+
+Paired tests: per-query test nDCG@10 averaged over the seeds both sides share, two-sided randomisation test
+over queries (10,000 sign flips, seed 0). Test queries and qrels are the same at every rate (injection touches
+the training corpus only, and evaluation drops injected documents), so queries pair across rates.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardneg.errors import HardnegError
+from hardneg.evaluate.metrics import paired_test
+from hardneg.io import ensure_dir, write_text
+from hardneg.report import _fmt, _mean_sd, _per_query_mean, _savefig, _sort_key, read_results
+
+TRAP_KEYS = ("trap_recall", "rows_with_trap", "trap_share_all", "real_kept")
+
+
+def parse_rate_args(items: list[str]) -> list[tuple[float, Path]]:
+    """``RATE=RESULTS`` strings -> sorted (rate, path) pairs; rates are fractions in [0, 1], each given once."""
+    out: dict[float, Path] = {}
+    for item in items:
+        rate_s, sep, path = item.partition("=")
+        try:
+            rate = float(rate_s)
+        except ValueError:
+            rate = math.nan
+        if not sep or not path or not 0 <= rate <= 1:
+            raise HardnegError(f"--rate {item!r} is not RATE=RESULTS with RATE in [0, 1]",
+                               fix="e.g. --rate 0=runs/ablate/results.jsonl --rate 0.3=runs/fn-r30/results.jsonl")
+        if rate in out:
+            raise HardnegError(f"rate {rate:g} is given twice", fix="pass each injection rate once")
+        out[rate] = Path(path).expanduser()
+    if len(out) < 2:
+        raise HardnegError("need results for at least two injection rates", fix="pass --rate twice or more")
+    return sorted(out.items())
+
+
+def _group(records: list[dict]) -> dict[str, list[dict]]:
+    """strategy -> records (one per seed), for the single teacher and student of the study."""
+    combos = {(r["point"]["teacher"], r["point"]["student"]) for r in records}
+    if len(combos) != 1:
+        raise HardnegError(f"a rate's results mix teachers/students {sorted(combos)}",
+                           fix="run the false-negative study with one teacher and one student")
+    out: dict[str, list[dict]] = {}
+    for r in records:
+        out.setdefault(r["point"]["strategy"], []).append(r)
+    return {s: sorted(v, key=lambda r: r["point"]["seed"]) for s, v in out.items()}
+
+
+def _paired(a: list[dict], b: list[dict]) -> dict[str, Any] | None:
+    seeds = sorted({r["point"]["seed"] for r in a} & {r["point"]["seed"] for r in b})
+    if not seeds:
+        return None
+    ra = [r for r in a if r["point"]["seed"] in seeds]
+    rb = [r for r in b if r["point"]["seed"] in seeds]
+    t = paired_test(_per_query_mean(ra, "test", "ndcg@10"), _per_query_mean(rb, "test", "ndcg@10"),
+                    n_resamples=10000, seed=0)
+    return {"diff": t["mean_diff"], "p": t["p_value"], "seeds": seeds}
+
+
+def summarise_rates(series: list[tuple[float, list[dict]]], baseline: str = "topk(4)") -> list[dict]:
+    """One row per (strategy, rate) for the strategies present at every rate."""
+    groups = [(rate, _group(recs)) for rate, recs in series]
+    strategies = sorted(set.intersection(*(set(g) for _, g in groups)), key=lambda s: _sort_key(("", "", s)))
+    if not strategies:
+        raise HardnegError("no strategy was run at every injection rate",
+                           fix="run the same [grid] strategies in each rate's ablation")
+    rate0, g0 = groups[0]
+    rows = []
+    for s in strategies:
+        for rate, g in groups:
+            recs = g[s]
+            row: dict[str, Any] = {"strategy": s, "rate": rate, "seeds": [r["point"]["seed"] for r in recs],
+                                   "test ndcg@10": _mean_sd([r["metrics"]["test"]["finetuned"]["ndcg@10"] for r in recs])}
+            if s != baseline and baseline in g:
+                row["vs naive"] = _paired(g[baseline], recs)
+            if rate != rate0:
+                row["vs rate0"] = _paired(g0[s], recs)
+            traps = [r["mining"].get("traps") for r in recs if r["mining"].get("traps")]
+            if traps:  # deterministic strategies give the same rates for every seed; sampled ones: the mean
+                row["traps"] = {k: (float(np.mean([t[k] for t in traps])) if all(t.get(k) is not None for t in traps)
+                                    else None) for k in TRAP_KEYS}
+            rows.append(row)
+    return rows
+
+
+def _sig(v: dict | None) -> str:
+    if not v:
+        return ""
+    return f"{v['diff']:+.4f} (p={v['p']:.3f}){'*' if v['p'] < 0.05 else ''}"
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def table_markdown(rows: list[dict], baseline: str) -> str:
+    r0 = f"{min(r['rate'] for r in rows):g}"
+    lines = [f"| strategy | injection rate | seeds | test nDCG@10 | vs naive (same rate) | vs rate {r0} (same strategy) "
+             "| trap recall | trap rows hit | trap share (all negatives) | real negatives kept |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t = r.get("traps") or {}
+        lines.append(f"| `{r['strategy']}` | {r['rate']:g} | {len(r['seeds'])} | {_fmt(*r['test ndcg@10'])} "
+                     f"| {_sig(r.get('vs naive'))} | {_sig(r.get('vs rate0'))} | {_pct(t.get('trap_recall'))} "
+                     f"| {_pct(t.get('rows_with_trap'))} | {_pct(t.get('trap_share_all'))} | {_pct(t.get('real_kept'))} |")
+    lines += ["", f"Mean ± sample sd over seeds. `vs naive`: mean per-query difference in test nDCG@10 against "
+              f"`{baseline}` at the same rate; `vs rate {r0}`: against the same strategy at rate {r0} (negative = the "
+              "student degrades); both over the seeds the two sides share, two-sided paired randomisation test over "
+              "queries, 10,000 sign flips; * p < 0.05. Trap columns (hardneg.mining.trap): `trap recall` = injected "
+              "copies selected as negatives / injected copies in the teacher's top-depth pool; `trap rows hit` = rows "
+              "with a trap whose negatives include one; `trap share` = injected copies among all selected negatives; "
+              "`real negatives kept` = share of naive top-n's non-trap negatives the strategy keeps."]
+    return "\n".join(lines) + "\n"
+
+
+def table_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["strategy", "rate", "n_seeds", "test_ndcg10_mean", "test_ndcg10_sd", "diff_vs_naive", "p_vs_naive",
+                "diff_vs_rate0", "p_vs_rate0", *TRAP_KEYS])
+    for r in rows:
+        m, sd = r["test ndcg@10"]
+        vn, v0, t = r.get("vs naive") or {}, r.get("vs rate0") or {}, r.get("traps") or {}
+        f = lambda x: "" if x is None else f"{x:.6f}"  # noqa: E731
+        w.writerow([r["strategy"], f"{r['rate']:g}", len(r["seeds"]), f(m), "" if math.isnan(sd) else f(sd),
+                    f(vn.get("diff")), f(vn.get("p")), f(v0.get("diff")), f(v0.get("p")), *(f(t.get(k)) for k in TRAP_KEYS)])
+    return buf.getvalue()
+
+
+def plot_rates(rows: list[dict], out: Path) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for s in dict.fromkeys(r["strategy"] for r in rows):
+        pts = [r for r in rows if r["strategy"] == s]
+        x = [r["rate"] for r in pts]
+        y = [r["test ndcg@10"][0] for r in pts]
+        sd = [0.0 if math.isnan(r["test ndcg@10"][1]) else r["test ndcg@10"][1] for r in pts]
+        ax1.errorbar(x, y, yerr=sd, marker="o", capsize=3, label=s)
+        tr = [(r["rate"], r["traps"]["trap_recall"]) for r in pts if (r.get("traps") or {}).get("trap_recall") is not None]
+        if tr:
+            ax2.plot(*zip(*tr), marker="o", label=s)
+    ax1.set_xlabel("injection rate (share of train pairs with an unlabelled near-copy)")
+    ax1.set_ylabel("test nDCG@10 (mean ± sd over seeds)")
+    ax1.set_title("student quality")
+    ax2.set_xlabel("injection rate")
+    ax2.set_ylabel("trap recall")
+    ax2.set_title("injected false negatives mined as negatives")
+    ax2.set_ylim(0, 1)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _savefig(fig, out / "fig_rates.png")
+    plt.close(fig)
+    return "fig_rates.png"
+
+
+def write_rate_report(rates: list[tuple[float, Path]], out: str | Path, *, baseline: str = "topk(4)") -> list[str]:
+    """Write table.md, table.csv and fig_rates.png for results files given per injection rate."""
+    rows = summarise_rates([(rate, read_results(p)) for rate, p in rates], baseline)
+    out = ensure_dir(Path(out))
+    write_text(out / "table.md", table_markdown(rows, baseline))
+    write_text(out / "table.csv", table_csv(rows))
+    return ["table.md", "table.csv", plot_rates(rows, out)]
