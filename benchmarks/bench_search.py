@@ -10,8 +10,8 @@ Measures, on random unit vectors (``--dim`` 384, ``--nq`` 10,000 queries, ``--de
   same block with today's loop in torch (``torch-mm``) and with numpy's matmul (today's ``exact_search``).
 
 Methods: ``hardneg-exact`` (fp32 array in RAM), ``hardneg-exact-fp16-shards`` (fp16 ``.npy`` shards of 8192
-rows opened as memmaps, as the embedding cache stores them), ``torch-mm`` (``exact_search``'s block loop with
-``torch.mm`` (MKL) in place of numpy's matmul (OpenBLAS), i.e. the previous exact.py, on the fp16 shards), ``st-mine`` (sentence-transformers ``mine_hard_negatives`` search
+rows opened as memmaps, as the embedding cache stores them), ``torch-mm`` (``exact_search(matmul="torch")``:
+``torch.mm`` (MKL) in place of numpy's matmul (OpenBLAS), on the fp16 shards), ``st-mine`` (sentence-transformers ``mine_hard_negatives`` search
 without FAISS: ``util.cos_sim`` on chunks of ``faiss_batch_size`` queries, then ``torch.topk``), ``faiss-flatip``
 (its ``use_faiss=True`` path: ``IndexFlatIP.add`` of the whole corpus, then ``search``), ``hardneg-faiss-flat``,
 ``hardneg-faiss-ivf``, ``hardneg-faiss-hnsw`` (index build included in their time).
@@ -126,106 +126,6 @@ def make_data(folder: Path, n: int, nq: int, dim: int, seed: int) -> None:
     (folder / "done").write_text("ok")
 
 
-# -- exact_search's block loop with a choice of matmul (torch-mm: the previous exact.py) ------------------------
-
-def loop_exact_search(q_emb, d_emb, depth, *, query_block=4096, doc_block=65536, threshold=True,
-                          matmul="torch"):
-    """exact_search's block loop (README "search"), with torch's or numpy's matmul:
-
-    1. top-(k+1) replaces the full-matrix tie check (a tie across the k-th place exists iff the (k+1)-th
-       value equals the k-th);
-    2. once a query block holds k running results, a doc block only contributes its scores >= the running
-       k-th score (one compare + nonzero pass instead of torch.topk; exact, ties included);
-    3. one preallocated score buffer (torch.mm(out=)) instead of a fresh [qb, cb] tensor per block;
-    4. doc blocks of ``doc_block`` rows gathered across small shards (the cache's 8192-row fp16 shards) into
-       one preallocated fp32 buffer.
-
-    ``matmul="torch"`` (the previous exact.py) multiplies with torch's MKL; ``"numpy"`` with numpy's OpenBLAS,
-    20-40% faster on this AMD CPU for this shape (K = 384), which is what ``exact_search`` does now.
-    """
-    import torch
-
-    shards = [d_emb] if isinstance(d_emb, np.ndarray) else list(d_emb)
-    nd, nq, dim = sum(s.shape[0] for s in shards), q_emb.shape[0], q_emb.shape[1]
-    k = min(depth, nd)
-    out_s = np.empty((nq, k), dtype=np.float32)
-    out_i = np.empty((nq, k), dtype=np.int64)
-    db = min(doc_block, nd)
-    dbuf = np.empty((db, dim), dtype=np.float32)
-    sbuf = torch.empty(min(query_block, nq) * db)
-
-    def blocks():
-        start, fill, j, lo = 0, 0, 0, 0
-        while j < len(shards):
-            take = min(db - fill, shards[j].shape[0] - lo)
-            np.copyto(dbuf[fill:fill + take], shards[j][lo:lo + take], casting="same_kind")
-            fill, lo = fill + take, lo + take
-            if lo == shards[j].shape[0]:
-                j, lo = j + 1, 0
-            if fill == db or j == len(shards):
-                yield start, torch.from_numpy(dbuf[:fill])
-                start, fill = start + fill, 0
-
-    def block_topk(s, kk):
-        m = min(kk + 1, s.shape[1])
-        vals, cols = torch.topk(s, m, dim=1, largest=True, sorted=True)
-        cols, order = torch.sort(cols, dim=1)
-        vals = torch.gather(vals, 1, order)
-        vals, order = torch.sort(vals, dim=1, descending=True, stable=True)
-        cols = torch.gather(cols, 1, order)
-        if m > kk:  # a tie across the k-th place exists iff the (k+1)-th value equals the k-th
-            for r in torch.nonzero(vals[:, kk - 1] == vals[:, kk]).flatten().tolist():
-                row = s[r].numpy()
-                keep = np.lexsort((np.arange(row.shape[0]), -row))[:kk]
-                cols[r, :kk] = torch.from_numpy(keep)
-                vals[r, :kk] = torch.from_numpy(row[keep])
-        return vals[:, :kk], cols[:, :kk]
-
-    def above(s, thr, max_per_row):
-        """Scores >= thr per row, columns ascending, padded with -inf: ([qb, m], [qb, m]) or None if m is big.
-
-        numpy's compare + flatnonzero is ~4x faster than torch's ``s >= thr`` + nonzero on CPU here.
-        """
-        sn = s.numpy()
-        flat = np.flatnonzero(sn >= thr.numpy())  # row-major: columns ascending within a row
-        rows, cols = np.divmod(flat, sn.shape[1])
-        counts = np.bincount(rows, minlength=sn.shape[0])
-        m = int(counts.max()) if flat.size else 0
-        if m > max_per_row:
-            return None
-        pos = np.arange(flat.size) - (np.cumsum(counts) - counts)[rows]
-        vals = np.full((sn.shape[0], m), -np.inf, dtype=np.float32)
-        cidx = np.zeros((sn.shape[0], m), dtype=np.int64)
-        vals[rows, pos] = sn.ravel()[flat]
-        cidx[rows, pos] = cols
-        return torch.from_numpy(vals), torch.from_numpy(cidx)
-
-    with torch.inference_mode():
-        for qlo in range(0, nq, query_block):
-            q = torch.from_numpy(np.ascontiguousarray(q_emb[qlo:qlo + query_block], dtype=np.float32))
-            best_s = torch.empty((q.shape[0], 0))
-            best_i = torch.empty((q.shape[0], 0), dtype=torch.int64)
-            for dlo, d in blocks():
-                s = sbuf[: q.shape[0] * d.shape[0]].view(q.shape[0], d.shape[0])
-                if matmul == "numpy":
-                    np.matmul(q.numpy(), d.numpy().T, out=s.numpy())
-                else:
-                    torch.mm(q, d.T, out=s)
-                new = None
-                if threshold and best_s.shape[1] == k:
-                    new = above(s, best_s[:, k - 1:k], 4 * k)  # ties with the k-th score included
-                if new is None:
-                    new = block_topk(s, min(k, s.shape[1]))
-                vals, cols = new
-                cat_s = torch.cat([best_s, vals], dim=1)
-                cat_i = torch.cat([best_i, cols + dlo], dim=1)
-                cat_s, order = torch.sort(cat_s, dim=1, descending=True, stable=True)
-                best_s, best_i = cat_s[:, :k], torch.gather(cat_i, 1, order)[:, :k]
-            out_s[qlo:qlo + q.shape[0]] = best_s.numpy()
-            out_i[qlo:qlo + q.shape[0]] = best_i.numpy()
-    return out_s, out_i
-
-
 # -- one method in one process --------------------------------------------------------------------------------
 
 def run_method(method: str, folder: Path, depth: int, params: dict) -> dict:
@@ -253,7 +153,7 @@ def run_method(method: str, folder: Path, depth: int, params: dict) -> dict:
     if method in ("hardneg-exact", "hardneg-exact-fp16-shards"):
         s, i = exact_search(q, d, depth)
     elif method == "torch-mm":
-        s, i = loop_exact_search(q, d, depth, matmul="torch")
+        s, i = exact_search(q, d, depth, matmul="torch")
     elif method == "st-mine":
         budget = params["mem_budget_gb"] * 1024**3
         batch = ST_BATCH
@@ -363,10 +263,10 @@ def profile_block(nd: int, dim: int, depth: int, seed: int = 1) -> dict:
         return res
 
     s1, i1 = timed("exact_search", exact_search, q, d)
-    s2, i2 = timed("torch_mm", loop_exact_search, q, d, matmul="torch")
+    s2, i2 = timed("torch_mm", exact_search, q, d, matmul="torch")
     shards = [d[j:j + SHARD_ROWS].astype(np.float16) for j in range(0, nd, SHARD_ROWS)]
     timed("exact_search_fp16_8192_shards", exact_search, q, shards)
-    timed("torch_mm_fp16_8192_shards", loop_exact_search, q, shards, matmul="torch")
+    timed("torch_mm_fp16_8192_shards", exact_search, q, shards, matmul="torch")
     out["torch_mm_ids_equal"] = bool(np.array_equal(i1, i2))
     out["torch_mm_max_score_diff"] = float(np.abs(s1 - s2).max())
     out["matmul_gflops"] = round(flops / t["matmul"] / 1e9, 1)

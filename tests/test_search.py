@@ -15,15 +15,16 @@ def brute(q: np.ndarray, d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
     return np.take_along_axis(s, idx, axis=1), idx
 
 
+@pytest.mark.parametrize("matmul", ["numpy", "torch"])
 @pytest.mark.parametrize("qb,db", [(1, 1), (3, 7), (64, 5), (1000, 100000)])
-def test_blocked_search_equals_brute_force_with_ties(qb, db):
+def test_blocked_search_equals_brute_force_with_ties(qb, db, matmul):
     rng = np.random.default_rng(0)
     # Small integer vectors make many exactly-equal scores (ties) that float arithmetic represents exactly.
     d = rng.integers(-2, 3, size=(50, 4)).astype(np.float32)
     d[10] = d[3]  # duplicate documents tie exactly
     d[40] = d[3]
     q = rng.integers(-2, 3, size=(9, 4)).astype(np.float32)
-    s, i = exact_search(q, d, 12, query_block=qb, doc_block=db)
+    s, i = exact_search(q, d, 12, query_block=qb, doc_block=db, matmul=matmul)
     bs, bi = brute(q, d, 12)
     np.testing.assert_array_equal(i, bi)
     np.testing.assert_array_equal(s, bs)

@@ -83,10 +83,13 @@ def _above(s: torch.Tensor, thr: torch.Tensor, max_per_row: int) -> tuple[torch.
 
 
 def exact_search(q_emb: np.ndarray, d_emb: DocShards, depth: int, *, query_block: int = 4096,
-                 doc_block: int = 65536, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                 doc_block: int = 65536, progress: bool = False,
+                 matmul: str = "numpy") -> tuple[np.ndarray, np.ndarray]:
     """Top-``depth`` inner-product neighbours of every query over all docs (cosine if both are normalised).
 
     ``q_emb`` [nq, dim]; ``d_emb`` [nd, dim] or a list of row shards (memmaps welcome).
+    ``matmul``: ``"numpy"`` (numpy's BLAS, OpenBLAS in the PyPI wheels) or ``"torch"`` (torch's, MKL on x86),
+    whichever is faster on the CPU at hand (``benchmarks/bench_search.py`` measures both: method ``torch-mm``).
     Returns ``scores`` float32 [nq, k] and ``idx`` int64 [nq, k] with ``k = min(depth, nd)``.
     """
     shards = _as_shards(d_emb)
@@ -94,6 +97,8 @@ def exact_search(q_emb: np.ndarray, d_emb: DocShards, depth: int, *, query_block
     nq = q_emb.shape[0]
     if depth < 1:
         raise ValueError("depth must be >= 1")
+    if matmul not in ("numpy", "torch"):
+        raise ValueError(f"matmul must be 'numpy' or 'torch', got {matmul!r}")
     k = min(depth, nd)
     out_s = np.empty((nq, k), dtype=np.float32)
     out_i = np.empty((nq, k), dtype=np.int64)
@@ -109,7 +114,10 @@ def exact_search(q_emb: np.ndarray, d_emb: DocShards, depth: int, *, query_block
             best_i = torch.empty((q.shape[0], 0), dtype=torch.int64)
             for dlo, d in _doc_blocks(shards, doc_block, q.shape[1]):
                 s = sbuf[: q.shape[0] * d.shape[0]].view(q.shape[0], d.shape[0])
-                np.matmul(q, d.T, out=s.numpy())  # [qb, cb]
+                if matmul == "numpy":
+                    np.matmul(q, d.T, out=s.numpy())  # [qb, cb]
+                else:
+                    torch.mm(torch.from_numpy(q), torch.from_numpy(d).T, out=s)
                 # Once k results are held, only scores >= the running k-th can enter (ties kept: exact).
                 new = _above(s, best_s[:, k - 1:k], 4 * k) if best_s.shape[1] == k else None
                 vals, cols = new if new is not None else _block_topk(s, min(k, s.shape[1]))
