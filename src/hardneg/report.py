@@ -246,6 +246,9 @@ def cost_markdown(records: list[dict]) -> str:
     for k in sorted(tot, key=lambda x: -tot[x]):
         lines.append(f"| {k} | {tot[k]:.0f} | {tot[k] / total:.1%} |")
     lines.append(f"| **total** | **{total:.0f}** ({total / 3600:.2f} h) | |")
+    if "teacher encode" not in tot:
+        lines += ["", "The teacher's embeddings and candidate pool came from the cache (built by an earlier run with the "
+                  "same teacher and data), so their cost is not in this study's records."]
     return "\n".join(lines) + "\n"
 
 
