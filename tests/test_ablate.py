@@ -74,3 +74,50 @@ def test_ablate_config_errors_are_listed_together(tmp_path, capsys):
     assert code == 2
     for needle in ("percpos", "seeds", "unknown key 'foo'", "epochs"):
         assert needle in msg, msg
+
+
+def test_ablate_records_trap_rates_on_injected_data(tmp_path, capsys):
+    """On a `hardneg inject` copy each record carries the strategy's trap rates, equal to `hardneg mine`'s."""
+    data = write_tiny_beir(tmp_path / "data")
+    inj = tmp_path / "inj"
+    code, _, err = run_cli(["inject", "--data", str(data), "--out", str(inj), "--rate", "1.0", "-q"], capsys)
+    assert code == 0, err
+    student = make_tiny_student(tmp_path / "student")
+    cfg = tmp_path / "ablate.toml"
+    cfg.write_text(f"""
+[data]
+path = "{inj}"
+dev = false
+[teacher]
+model = "hash"
+[mine]
+depth = 10
+[train]
+student = "{student}"
+max_steps = 1
+batch_size = 4
+doc_max_length = 32
+query_max_length = 16
+short_rows = "pad"
+[evaluate]
+max_seq_length = 32
+depth = 50
+splits = ["test"]
+[run]
+out = "{tmp_path / 'out'}"
+cache = "{tmp_path / 'cache'}"
+[grid]
+strategies = ["topk(2)", "percpos(0.95)+topk(2)"]
+""")
+    code, _, err = run_cli(["ablate", str(cfg), "-q"], capsys)
+    assert code == 0, err
+    recs = {json.loads(x)["point"]["strategy"]: json.loads(x)
+            for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()}
+    code, _, err = run_cli(["mine", "--data", str(inj), "--split", "train", "--teacher", "hash", "--depth", "10",
+                            "-s", "topk(2)", "-s", "percpos(0.95)+topk(2)", "--out", str(tmp_path / "mined"),
+                            "--cache", str(tmp_path / "cache"), "-q"], capsys)
+    assert code == 0, err
+    for strategy, slug in (("topk(2)", "topk-2"), ("percpos(0.95)+topk(2)", "percpos-0.95_topk-2")):
+        want = json.loads((tmp_path / "mined" / slug / "stats.json").read_text())["traps"]
+        assert recs[strategy]["mining"]["traps"] == want
+        assert want["traps_in_pool"] > 0  # the hash teacher retrieves some copies: the comparison is not vacuous

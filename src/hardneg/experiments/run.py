@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from hardneg.data.inject import is_injected, load_manifest
 from hardneg.data.load import load_dataset, load_eval_dataset, strip_if_injected
 from hardneg.data.mined import read_mined
 from hardneg.data.descriptors import descriptor_for
@@ -30,7 +31,9 @@ from hardneg.experiments.config import RunConfig, nondefault
 from hardneg.io import atomic_path, ensure_dir, read_json, stable_hash, write_json
 from hardneg.errors import HardnegError
 from hardneg.mining.pipeline import MineConfig, Timings, get_pools, mine_to_folder
+from hardneg.mining.select import apply_strategy
 from hardneg.mining.teachers import parse_teacher, teacher_fingerprint
+from hardneg.mining.trap import trap_rates
 from hardneg.train.trainer import train
 from hardneg.types import Dataset
 
@@ -122,6 +125,9 @@ def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
     # -- evaluate base and fine-tuned student on dev (selection) and test (report)
     res: dict = {"stages": {"mine": mine_dir.name, "train": train_dir.name}, "metrics": {}, "per_query": {},
                  "mining": read_json(mine_dir / strategy.slug / "stats.json")}
+    traps = trap_stats(cfg, ctx, strategy)
+    if traps is not None:
+        res["mining"]["traps"] = traps
     for label, model in (("base", tcfg.student), ("finetuned", str(train_dir))):
         spec = EncoderSpec(model=model, query_prompt=tcfg.query_prompt, doc_prompt=tcfg.doc_prompt,
                            max_seq_length=cfg.evaluate.max_seq_length, batch_size=cfg.evaluate.batch_size)
@@ -145,6 +151,23 @@ def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
             res["stages"][f"eval_{label}_{split}"] = eval_dir.name
     res["timings"] = timings
     return res
+
+
+def trap_stats(cfg: RunConfig, ctx: Context, strategy) -> dict | None:
+    """Trap rates (``hardneg.mining.trap``) of the strategy's negatives when the data is a ``hardneg inject`` copy
+    whose manifest is for the train split; None otherwise and for ensembles.
+
+    Replayed from the cached pool (milliseconds) rather than stored by the hashed mine stage, so every record
+    gets them, including records of mine stages written before this measurement was recorded.
+    """
+    path = Path(cfg.data.path).expanduser()
+    if strategy.ensemble is not None or not is_injected(path):
+        return None
+    manifest = load_manifest(path)
+    if manifest.split != cfg.data.train_split:
+        return None
+    pools = get_pools(cfg.teacher, ctx.splits["train"], cfg.mine.depth, ctx.cache_dir, progress=False)
+    return trap_rates(apply_strategy(pools[0], strategy.strategy, seed=cfg.mine.seed), ctx.splits["train"], manifest)
 
 
 def run_pipeline(cfg: RunConfig, *, progress: bool = True) -> dict:
