@@ -121,3 +121,10 @@ strategies = ["topk(2)", "percpos(0.95)+topk(2)"]
         want = json.loads((tmp_path / "mined" / slug / "stats.json").read_text())["traps"]
         assert recs[strategy]["mining"]["traps"] == want
         assert want["traps_in_pool"] > 0  # the hash teacher retrieves some copies: the comparison is not vacuous
+    # with a dev carved out of train ("train-minus-dev") the traps of the remaining train queries are measured
+    cfg.write_text(cfg.read_text().replace("dev = false", "dev = 0.3").replace(str(tmp_path / "out"),
+                                                                                str(tmp_path / "out2")))
+    code, _, err = run_cli(["ablate", str(cfg), "-q", "--strategy", "topk(2)"], capsys)
+    assert code == 0, err
+    rec = json.loads((tmp_path / "out2" / "results.jsonl").read_text())
+    assert 0 < rec["mining"]["traps"]["traps"] < recs["topk(2)"]["mining"]["traps"]["traps"]
