@@ -40,6 +40,8 @@ seeds = [0, 1]
     assert code == 0, err
     results = tmp_path / "out" / "results.jsonl"
     assert [json.loads(x)["point"]["seed"] for x in results.read_text().splitlines()] == [1]
+    grid = json.loads((tmp_path / "out" / "ablation.json").read_text())["grid"]
+    assert grid["seeds"] == [0, 1] and len(grid["strategies"]) == 3  # the whole grid, not the slice run
     code, _, err = run_cli(["ablate", str(cfg), "-q", "--strategy", "topk(3)"], capsys)
     assert code == 2 and "not in the grid" in " ".join(err.split())
     code, _, err = run_cli(["ablate", str(cfg), "-q", "--limit", "3"], capsys)

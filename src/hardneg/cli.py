@@ -363,10 +363,9 @@ def ablate(
     from hardneg.experiments.ablate import load_ablation, run_ablation
 
     base, grid = load_ablation(config, list(overrides or []))
-    grid = grid.subset(strategy or [], seed or [])
     console.print(f"grid: {len(grid.points())} points ({len(grid.teachers)} teachers x {len(grid.strategies)} "
                   f"strategies x {len(grid.seeds)} seeds x {len(grid.students)} students) -> {base.run.out}")
-    results = run_ablation(base, grid, progress=not quiet, limit=limit)
+    results = run_ablation(base, grid, progress=not quiet, limit=limit, strategies=strategy or [], seeds=seed or [])
     console.print(f"results: {results}  (make tables: hardneg report {results} --out DIR)")
 
 

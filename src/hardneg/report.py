@@ -339,7 +339,7 @@ def plot_scores(records: list[dict], out: Path, a: str = "topk(4)", b: str = "pe
     for strat in (a, b):
         s = stats[strat]
         ax.bar([strat], [s["top1_neg_above_pos"]], alpha=0.7)
-    ax.set_title("(c) rows whose top-1 negative outscores the positive")
+    ax.set_title("(c) rows: top-1 negative > positive")
     ax.tick_params(axis="x", labelsize=7)
     fig.tight_layout()
     _savefig(fig, out / "fig4_scores.png")

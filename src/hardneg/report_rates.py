@@ -167,7 +167,10 @@ def plot_rates(rows: list[dict], out: Path) -> str:
     ax2.set_ylabel("trap recall")
     ax2.set_title("injected false negatives mined as negatives")
     ax2.set_ylim(0, 1)
+    rates = sorted({r["rate"] for r in rows})
     for ax in (ax1, ax2):
+        ax.set_xticks(rates)
+        ax.set_xlim(rates[0] - 0.05, rates[-1] + 0.05)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()

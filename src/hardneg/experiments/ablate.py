@@ -146,8 +146,11 @@ def unseen_test_queries(splits: dict) -> list[str]:
     return [q for q in test.queries.ids if not any(r > 0 and d in seen for d, r in test.qrels[q].items())]
 
 
-def run_ablation(base: RunConfig, grid: Grid, *, progress: bool = True, limit: int | None = None) -> Path:
-    """Run every grid point not yet in results.jsonl; returns the results file."""
+def run_ablation(base: RunConfig, grid: Grid, *, progress: bool = True, limit: int | None = None,
+                 strategies: list[str] = (), seeds: list[int] = ()) -> Path:
+    """Run every grid point not yet in results.jsonl (only ``strategies`` / ``seeds`` of the grid if given);
+    returns the results file. ``ablation.json`` describes the whole grid."""
+    run_grid = grid.subset(strategies, seeds)
     out = ensure_dir(Path(base.run.out).expanduser())
     cache_dir = Path(base.run.cache).expanduser() if base.run.cache else default_cache_dir()
     ctx = Context(cache_dir=cache_dir, splits=load_splits(base, cache_dir), progress=progress)
@@ -156,8 +159,9 @@ def run_ablation(base: RunConfig, grid: Grid, *, progress: bool = True, limit: i
         "strategies": list(grid.strategies), "teachers": list(grid.teachers), "students": list(grid.students),
         "seeds": list(grid.seeds)}, "slices": {"unseen": unseen_test_queries(ctx.splits)}})
     done = done_keys(results)
-    todo = [p for p in grid.points() if point_key(base, p) not in done]
-    log.info("ablation: %d points, %d done, %d to run", len(grid.points()), len(grid.points()) - len(todo), len(todo))
+    todo = [p for p in run_grid.points() if point_key(base, p) not in done]
+    log.info("ablation: %d points (%d in this run), %d of them to run", len(grid.points()), len(run_grid.points()),
+             len(todo))
     for i, point in enumerate(todo[:limit] if limit else todo, 1):
         log.info("point %d/%d: %s", i, len(todo), point)
         res = execute(point_config(base, point), out, ctx)
