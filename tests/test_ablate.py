@@ -42,8 +42,13 @@ seeds = [0, 1]
     assert [json.loads(x)["point"]["seed"] for x in results.read_text().splitlines()] == [1]
     grid = json.loads((tmp_path / "out" / "ablation.json").read_text())["grid"]
     assert grid["seeds"] == [0, 1] and len(grid["strategies"]) == 3  # the whole grid, not the slice run
+    meta = json.loads((tmp_path / "out" / "ablation.json").read_text())
+    assert len(meta["grids"]) == 1 and meta["grids"][0]["grid"] == grid
     code, _, err = run_cli(["ablate", str(cfg), "-q", "--strategy", "topk(3)"], capsys)
     assert code == 2 and "not in the grid" in " ".join(err.split())
+    code, _, err = run_cli(["ablate", str(cfg), "-q", "--limit", "0"], capsys)  # runs nothing
+    assert code == 0, err
+    assert len(results.read_text().splitlines()) == 1
     code, _, err = run_cli(["ablate", str(cfg), "-q", "--limit", "3"], capsys)
     assert code == 0, err
     assert len(results.read_text().splitlines()) == 4

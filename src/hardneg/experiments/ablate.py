@@ -11,7 +11,9 @@ The config is a ``hardneg run`` config plus a ``[grid]`` table::
 Every point runs through the same hashed stages as ``hardneg run`` (under ``[run].out/stages``), so a teacher's
 candidate pool is built once and replayed for every strategy, the base model is evaluated once, and a killed
 ablation resumes where it stopped. Each finished point appends one line to ``[run].out/results.jsonl``; points
-already there are skipped.
+already there are skipped. ``--strategy`` / ``--seed`` run a slice of the grid first (the other points keep
+their keys and run later); ``--limit 0`` runs nothing. ``[run].out/ablation.json`` holds every grid run into the
+folder and the test queries of the ``unseen`` slice.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from hardneg.encode.models import default_cache_dir
 from hardneg.errors import HardnegError
 from hardneg.experiments.config import RunConfig, config_from_dict, read_toml
 from hardneg.experiments.run import Context, execute, load_splits
-from hardneg.io import ensure_dir, stable_hash, write_json
+from hardneg.io import ensure_dir, read_json, stable_hash, write_json
 from hardneg.mining.pipeline import parse_plan
 
 log = logging.getLogger("hardneg")
@@ -155,14 +157,17 @@ def run_ablation(base: RunConfig, grid: Grid, *, progress: bool = True, limit: i
     cache_dir = Path(base.run.cache).expanduser() if base.run.cache else default_cache_dir()
     ctx = Context(cache_dir=cache_dir, splits=load_splits(base, cache_dir), progress=progress)
     results = out / "results.jsonl"
-    write_json(out / "ablation.json", {"base": base.to_dict(), "grid": {
-        "strategies": list(grid.strategies), "teachers": list(grid.teachers), "students": list(grid.students),
-        "seeds": list(grid.seeds)}, "slices": {"unseen": unseen_test_queries(ctx.splits)}})
+    this = {"base": base.to_dict(), "grid": {"strategies": list(grid.strategies), "teachers": list(grid.teachers),
+                                             "students": list(grid.students), "seeds": list(grid.seeds)}}
+    # Several configs may share one results folder (e.g. a teacher study next to the main grid): keep them all.
+    meta = out / "ablation.json"
+    grids = [g for g in (read_json(meta).get("grids", []) if meta.is_file() else []) if g != this] + [this]
+    write_json(meta, {**this, "grids": grids, "slices": {"unseen": unseen_test_queries(ctx.splits)}})
     done = done_keys(results)
     todo = [p for p in run_grid.points() if point_key(base, p) not in done]
     log.info("ablation: %d points (%d in this run), %d of them to run", len(grid.points()), len(run_grid.points()),
              len(todo))
-    for i, point in enumerate(todo[:limit] if limit else todo, 1):
+    for i, point in enumerate(todo if limit is None else todo[:limit], 1):
         log.info("point %d/%d: %s", i, len(todo), point)
         res = execute(point_config(base, point), out, ctx)
         per_query = {split: {label: {q: {m: v[m] for m in ("ndcg@10", "recall@100")} for q, v in pq.items()}
