@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_search import MemSampler  # benchmarks/ is on sys.path when this script runs
+
 METHODS = ("st-plain", "hardneg-fp32", "hardneg-fp16", "onnx-int8")
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact" / "corpus.jsonl"
 
@@ -39,14 +41,6 @@ def load_texts(path: Path, n: int) -> tuple[list[str], list[str]]:
             title, text = row.get("title") or "", row.get("text") or ""
             texts.append((f"{title} {text}" if title else text).strip())  # the Corpus.encoding_texts rule
     return ids, texts
-
-
-def vm_hwm_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def run_method(method: str, corpus: Path, n: int, batch_size: int, emb_out: Path) -> dict:
@@ -82,7 +76,7 @@ def run_method(method: str, corpus: Path, n: int, batch_size: int, emb_out: Path
     info["encode_s"] = time.perf_counter() - t0
     info["cpu_s"] = time.process_time() - c
     info["docs_per_s"] = len(texts) / info["encode_s"]
-    info["peak_rss_mb"] = vm_hwm_mb()
+    info["peak_rss_mb"] = MemSampler.hwm()
     np.save(emb_out, np.asarray(emb, dtype=np.float32))
     return info
 
