@@ -118,12 +118,9 @@ def mine(
         raise HardnegError("the output folder is an existing file", where=out, fix="pass a folder path for --out")
     cache_dir = _cache(cache)
     dataset = load_dataset(data, split, cache_dir=cache_dir, corpus=corpus)
-    from hardneg.data.inject import is_injected, load_manifest
+    from hardneg.data.inject import manifest_for
 
-    manifest = None
-    if Path(data).is_dir() and is_injected(Path(data)):
-        manifest = load_manifest(Path(data))
-        manifest = manifest if manifest.split == split else None
+    manifest = manifest_for(data, split)
     summary = run_mine(dataset, cfg, out, cache_dir, progress=not quiet, manifest=manifest)
     _print_mine_table(summary)
     if manifest is not None:

@@ -156,6 +156,16 @@ def is_injected(folder: str | Path) -> bool:
     return (Path(folder) / MANIFEST).is_file()
 
 
+def manifest_for(folder: str | Path, split: str) -> Manifest | None:
+    """The manifest of a ``hardneg inject`` folder if its traps were injected for ``split``, else None (also for
+    a plain dataset, or a dataset name that is not a folder)."""
+    p = Path(folder).expanduser()
+    if not is_injected(p):
+        return None
+    manifest = load_manifest(p)
+    return manifest if manifest.split == split else None
+
+
 def load_manifest(folder: str | Path) -> Manifest:
     """Read ``<folder>/injected.json`` (``folder`` may also be the file itself)."""
     p = Path(folder)

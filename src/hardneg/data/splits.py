@@ -7,6 +7,14 @@ from hardneg.errors import HardnegError
 from hardneg.types import Dataset
 
 
+CARVED_SUFFIX = "-minus-dev"  # the split name of train once a dev is carved out of it
+
+
+def source_split(split: str) -> str:
+    """The split a dataset's queries come from: ``train`` for ``train-minus-dev``, else ``split`` itself."""
+    return split.removesuffix(CARVED_SUFFIX)
+
+
 def _order_key(seed: int, qid: str) -> bytes:
     return hashlib.sha256(f"{seed}\x1f{qid}".encode("utf-8")).digest()
 
@@ -22,6 +30,6 @@ def carve_dev(train: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, 
     dev = set(sorted(qids, key=lambda q: _order_key(seed, q))[:n_dev])
     keep = [q for q in qids if q not in dev]
     dev_ids = [q for q in qids if q in dev]
-    return (Dataset(train.name, f"{train.split}-minus-dev", train.corpus, train.queries.subset(keep),
+    return (Dataset(train.name, f"{train.split}{CARVED_SUFFIX}", train.corpus, train.queries.subset(keep),
                     {q: train.qrels[q] for q in keep}),
             Dataset(train.name, "dev", train.corpus, train.queries.subset(dev_ids), {q: train.qrels[q] for q in dev_ids}))

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hardneg.data.inject import is_injected, load_manifest
+from hardneg.data.inject import manifest_for
 from hardneg.data.load import load_dataset, load_eval_dataset, strip_if_injected
 from hardneg.data.mined import read_mined
 from hardneg.data.descriptors import descriptor_for
@@ -160,11 +160,8 @@ def trap_stats(cfg: RunConfig, ctx: Context, strategy) -> dict | None:
     Replayed from the cached pool (milliseconds) rather than stored by the hashed mine stage, so every record
     gets them, including records of mine stages written before this measurement was recorded.
     """
-    path = Path(cfg.data.path).expanduser()
-    if strategy.ensemble is not None or not is_injected(path):
-        return None
-    manifest = load_manifest(path)
-    if manifest.split != cfg.data.train_split:
+    manifest = manifest_for(cfg.data.path, cfg.data.train_split) if strategy.ensemble is None else None
+    if manifest is None:
         return None
     pools = get_pools(cfg.teacher, ctx.splits["train"], cfg.mine.depth, ctx.cache_dir, progress=False)
     return trap_rates(apply_strategy(pools[0], strategy.strategy, seed=cfg.mine.seed), ctx.splits["train"], manifest)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from hardneg.data.inject import Manifest
+from hardneg.data.splits import source_split
 from hardneg.errors import HardnegError
 from hardneg.types import Dataset, MinedSet
 
@@ -42,8 +43,7 @@ def _ratio(a: float, b: float) -> float | None:
 def trap_masks(mined: MinedSet, dataset: Dataset, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
     """(is_trap bool [Q, D] over the pool's candidates, n_traps int64 [Q] per pool query)."""
     pool = mined.pool
-    # a train split with a dev carved out of it ("train-minus-dev", hardneg.data.splits) keeps its traps
-    if dataset.split not in (manifest.split, f"{manifest.split}-minus-dev"):
+    if source_split(dataset.split) != manifest.split:  # a train with a dev carved out keeps its traps
         raise HardnegError(f"the traps were injected for split {manifest.split}, the mined split is {dataset.split}",
                            where=dataset.name, fix=f"mine --split {manifest.split} to measure trap rates")
     row = dataset.corpus.row
