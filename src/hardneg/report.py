@@ -87,6 +87,19 @@ def _per_query_mean(recs: list[dict], split: str, metric: str, qids: list[str] |
     return {q: float(np.mean([p[q][metric] for p in pq])) for q in keys}
 
 
+def paired_over_seeds(a: list[dict], b: list[dict], qids: list[str] | None = None) -> dict[str, Any] | None:
+    """Paired randomisation test of test nDCG@10, ``b`` vs ``a`` (records of two cells), over the seeds both ran:
+    per-query values averaged over those seeds, 10,000 sign flips, seed 0. None if they share no seed."""
+    seeds = sorted({r["point"]["seed"] for r in a} & {r["point"]["seed"] for r in b})
+    if not seeds:
+        return None
+    ra = [r for r in a if r["point"]["seed"] in seeds]
+    rb = [r for r in b if r["point"]["seed"] in seeds]
+    t = paired_test(_per_query_mean(ra, "test", "ndcg@10", qids), _per_query_mean(rb, "test", "ndcg@10", qids),
+                    n_resamples=10000, seed=0)
+    return {"diff": t["mean_diff"], "p": t["p_value"], "ci": [t["ci_low"], t["ci_high"]], "seeds": seeds}
+
+
 def summarise(records: list[dict], unseen: list[str], baseline: str = "topk(4)") -> list[dict]:
     """One row per (teacher, student, strategy): means/sds over seeds and the test against the baseline."""
     groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
@@ -112,16 +125,11 @@ def summarise(records: list[dict], unseen: list[str], baseline: str = "topk(4)")
             (v for (t, s2, st), v in sorted(groups.items(), key=lambda kv: _sort_key(kv[0]))
              if s2 == student and st == baseline), [])
         if base and strategy != baseline:
-            common = sorted({r["point"]["seed"] for r in recs} & {r["point"]["seed"] for r in base})
-            a = [r for r in base if r["point"]["seed"] in common]
-            b = [r for r in recs if r["point"]["seed"] in common]
-            if a and b:
-                for name, qids in (("test", None), ("unseen", unseen or None)):
-                    if name == "unseen" and not unseen:
-                        continue
-                    t = paired_test(_per_query_mean(a, "test", "ndcg@10", qids), _per_query_mean(b, "test", "ndcg@10", qids),
-                                    n_resamples=10000, seed=0)
-                    row[f"vs naive {name}"] = {"diff": t["mean_diff"], "p": t["p_value"], "ci": [t["ci_low"], t["ci_high"]]}
+            for name, qids in (("test", None), ("unseen", unseen)):
+                if qids is None or qids:
+                    t = paired_over_seeds(base, recs, qids)
+                    if t is not None:
+                        row[f"vs naive {name}"] = t
         rows.append(row)
     return rows
 

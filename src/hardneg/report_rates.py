@@ -26,9 +26,8 @@ from typing import Any
 import numpy as np
 
 from hardneg.errors import HardnegError
-from hardneg.evaluate.metrics import paired_test
 from hardneg.io import ensure_dir, write_text
-from hardneg.report import _fmt, _mean_sd, _per_query_mean, _savefig, _sort_key, read_results
+from hardneg.report import _fmt, _mean_sd, _savefig, _sig, _sort_key, paired_over_seeds, read_results
 
 TRAP_KEYS = ("trap_recall", "rows_with_trap", "trap_share_all", "real_kept")
 
@@ -65,17 +64,6 @@ def _group(records: list[dict]) -> dict[str, list[dict]]:
     return {s: sorted(v, key=lambda r: r["point"]["seed"]) for s, v in out.items()}
 
 
-def _paired(a: list[dict], b: list[dict]) -> dict[str, Any] | None:
-    seeds = sorted({r["point"]["seed"] for r in a} & {r["point"]["seed"] for r in b})
-    if not seeds:
-        return None
-    ra = [r for r in a if r["point"]["seed"] in seeds]
-    rb = [r for r in b if r["point"]["seed"] in seeds]
-    t = paired_test(_per_query_mean(ra, "test", "ndcg@10"), _per_query_mean(rb, "test", "ndcg@10"),
-                    n_resamples=10000, seed=0)
-    return {"diff": t["mean_diff"], "p": t["p_value"], "seeds": seeds}
-
-
 def summarise_rates(series: list[tuple[float, list[dict]]], baseline: str = "topk(4)") -> list[dict]:
     """One row per (strategy, rate) for the strategies present at every rate."""
     groups = [(rate, _group(recs)) for rate, recs in series]
@@ -91,21 +79,15 @@ def summarise_rates(series: list[tuple[float, list[dict]]], baseline: str = "top
             row: dict[str, Any] = {"strategy": s, "rate": rate, "seeds": [r["point"]["seed"] for r in recs],
                                    "test ndcg@10": _mean_sd([r["metrics"]["test"]["finetuned"]["ndcg@10"] for r in recs])}
             if s != baseline and baseline in g:
-                row["vs naive"] = _paired(g[baseline], recs)
+                row["vs naive"] = paired_over_seeds(g[baseline], recs)
             if rate != rate0:
-                row["vs rate0"] = _paired(g0[s], recs)
+                row["vs rate0"] = paired_over_seeds(g0[s], recs)
             traps = [r["mining"].get("traps") for r in recs if r["mining"].get("traps")]
             if traps:  # deterministic strategies give the same rates for every seed; sampled ones: the mean
                 row["traps"] = {k: (float(np.mean([t[k] for t in traps])) if all(t.get(k) is not None for t in traps)
                                     else None) for k in TRAP_KEYS}
             rows.append(row)
     return rows
-
-
-def _sig(v: dict | None) -> str:
-    if not v:
-        return ""
-    return f"{v['diff']:+.4f} (p={v['p']:.3f}){'*' if v['p'] < 0.05 else ''}"
 
 
 def _pct(x: float | None) -> str:
@@ -120,7 +102,7 @@ def table_markdown(rows: list[dict], baseline: str) -> str:
     for r in rows:
         t = r.get("traps") or {}
         lines.append(f"| `{r['strategy']}` | {r['rate']:g} | {len(r['seeds'])} | {_fmt(*r['test ndcg@10'])} "
-                     f"| {_sig(r.get('vs naive'))} | {_sig(r.get('vs rate0'))} | {_pct(t.get('trap_recall'))} "
+                     f"| {_sig(r, 'vs naive')} | {_sig(r, 'vs rate0')} | {_pct(t.get('trap_recall'))} "
                      f"| {_pct(t.get('rows_with_trap'))} | {_pct(t.get('trap_share_all'))} | {_pct(t.get('real_kept'))} |")
     lines += ["", f"Mean ± sample sd over seeds. `vs naive`: mean per-query difference in test nDCG@10 against "
               f"`{baseline}` at the same rate; `vs rate {r0}`: against the same strategy at rate {r0} (negative = the "
