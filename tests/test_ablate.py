@@ -7,21 +7,21 @@ from conftest import run_cli
 from hardneg.testing import make_tiny_student, write_tiny_beir
 
 
-def test_ablate_grid_resume_and_report(tmp_path, capsys, monkeypatch):
-    data = write_tiny_beir(tmp_path / "data")
-    student = make_tiny_student(tmp_path / "student")
+def _write_config(tmp_path, data, student, *, dev: str, max_steps: int, grid: str, evaluate: str = "",
+                  out: str = "out"):
+    """A tiny ablation config: hash teacher, tiny student, everything under ``tmp_path``."""
     cfg = tmp_path / "ablate.toml"
     cfg.write_text(f"""
 [data]
 path = "{data}"
-dev = 0.2
+dev = {dev}
 [teacher]
 model = "hash"
 [mine]
 depth = 10
 [train]
 student = "{student}"
-max_steps = 2
+max_steps = {max_steps}
 batch_size = 4
 doc_max_length = 32
 query_max_length = 16
@@ -29,13 +29,21 @@ short_rows = "pad"
 [evaluate]
 max_seq_length = 32
 depth = 50
+{evaluate}
 [run]
-out = "{tmp_path / 'out'}"
+out = "{tmp_path / out}"
 cache = "{tmp_path / 'cache'}"
 [grid]
-strategies = ["topk(2)", "percpos(0.95)+topk(2)", "none"]
-seeds = [0, 1]
+{grid}
 """)
+    return cfg
+
+
+def test_ablate_grid_resume_and_report(tmp_path, capsys, monkeypatch):
+    data = write_tiny_beir(tmp_path / "data")
+    student = make_tiny_student(tmp_path / "student")
+    cfg = _write_config(tmp_path, data, student, dev="0.2", max_steps=2,
+                        grid='strategies = ["topk(2)", "percpos(0.95)+topk(2)", "none"]\nseeds = [0, 1]')
     code, _, err = run_cli(["ablate", str(cfg), "-q", "--strategy", "topk(2)", "--seed", "1"], capsys)
     assert code == 0, err
     results = tmp_path / "out" / "results.jsonl"
@@ -90,32 +98,8 @@ def test_ablate_records_trap_rates_on_injected_data(tmp_path, capsys):
     code, _, err = run_cli(["inject", "--data", str(data), "--out", str(inj), "--rate", "1.0", "-q"], capsys)
     assert code == 0, err
     student = make_tiny_student(tmp_path / "student")
-    cfg = tmp_path / "ablate.toml"
-    cfg.write_text(f"""
-[data]
-path = "{inj}"
-dev = false
-[teacher]
-model = "hash"
-[mine]
-depth = 10
-[train]
-student = "{student}"
-max_steps = 1
-batch_size = 4
-doc_max_length = 32
-query_max_length = 16
-short_rows = "pad"
-[evaluate]
-max_seq_length = 32
-depth = 50
-splits = ["test"]
-[run]
-out = "{tmp_path / 'out'}"
-cache = "{tmp_path / 'cache'}"
-[grid]
-strategies = ["topk(2)", "percpos(0.95)+topk(2)"]
-""")
+    cfg = _write_config(tmp_path, inj, student, dev="false", max_steps=1, evaluate='splits = ["test"]',
+                        grid='strategies = ["topk(2)", "percpos(0.95)+topk(2)"]')
     code, _, err = run_cli(["ablate", str(cfg), "-q"], capsys)
     assert code == 0, err
     recs = {json.loads(x)["point"]["strategy"]: json.loads(x)
@@ -129,8 +113,8 @@ strategies = ["topk(2)", "percpos(0.95)+topk(2)"]
         assert recs[strategy]["mining"]["traps"] == want
         assert want["traps_in_pool"] > 0  # the hash teacher retrieves some copies: the comparison is not vacuous
     # with a dev carved out of train ("train-minus-dev") the traps of the remaining train queries are measured
-    cfg.write_text(cfg.read_text().replace("dev = false", "dev = 0.3").replace(str(tmp_path / "out"),
-                                                                                str(tmp_path / "out2")))
+    cfg = _write_config(tmp_path, inj, student, dev="0.3", max_steps=1, evaluate='splits = ["test"]',
+                        grid='strategies = ["topk(2)", "percpos(0.95)+topk(2)"]', out="out2")
     code, _, err = run_cli(["ablate", str(cfg), "-q", "--strategy", "topk(2)"], capsys)
     assert code == 0, err
     rec = json.loads((tmp_path / "out2" / "results.jsonl").read_text())
