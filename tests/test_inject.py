@@ -18,6 +18,7 @@ from hardneg.mining.pipeline import get_pool
 from hardneg.mining.select import apply_strategy
 from hardneg.mining.strategy import parse_strategy
 from hardneg.mining.trap import trap_pool_stats, trap_rates, trap_table
+from hardneg.testing import make_pool
 from hardneg.types import CandidatePool, Corpus, Dataset, Queries
 
 TRAIN_PAIRS = [(q, d) for q, d, s in QRELS["train"] if s > 0]  # 5 pairs; (q3, d5, 0) is not a positive
@@ -196,26 +197,6 @@ def test_strip_injected_restores_the_source(tiny_beir: Path, tmp_path: Path):
 
 
 # -- trap rates: a hand-made pool -----------------------------------------------------------------------------------
-
-def make_pool(queries: list[tuple[str, list[tuple[int, float]], list[tuple[int, float]]]]) -> CandidatePool:
-    """queries: (qid, [(positive row, score)], [(candidate row, score)] in rank order); raw ranks include positives."""
-    depth = max(len(c) for _, _, c in queries)
-    q = len(queries)
-    cand_idx = np.full((q, depth), -1, dtype=np.int32)
-    cand_score = np.full((q, depth), np.nan, dtype=np.float32)
-    cand_rank = np.full((q, depth), -1, dtype=np.int32)
-    ptr, pidx, pscore = [0], [], []
-    for i, (_, pos, cands) in enumerate(queries):
-        for j, (row, s) in enumerate(cands):
-            above = sum(1 for pr, ps in pos if ps > s or (ps == s and pr < row))
-            cand_idx[i, j], cand_score[i, j], cand_rank[i, j] = row, s, j + 1 + above
-        pidx.extend(r for r, _ in pos)
-        pscore.extend(s for _, s in pos)
-        ptr.append(len(pidx))
-    return CandidatePool(teacher="hand", qids=tuple(x[0] for x in queries), cand_idx=cand_idx, cand_score=cand_score,
-                         cand_rank=cand_rank, pos_ptr=np.asarray(ptr, dtype=np.int64),
-                         pos_idx=np.asarray(pidx, dtype=np.int32), pos_score=np.asarray(pscore, dtype=np.float32))
-
 
 # Corpus rows 0..7 are original documents (0 = positive of qa, 1 = of qb, 6 = of qc), 8..10 injected:
 # 8 = copy of row 0 (trap of qa), 9 = copy of row 1 (trap of qb), 10 = copy of row 0 that qa's pool misses.

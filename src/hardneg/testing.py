@@ -60,11 +60,14 @@ def make_tiny_student(folder: Path, seed: int = 0) -> Path:
     return folder / "st"
 
 
-def make_pool(queries: list[tuple[str, list[float], list[tuple[int, float]]]], depth: int | None = None,
+def make_pool(queries: list[tuple[str, list, list[tuple[int, float]]]], depth: int | None = None,
               teacher: str = "hand"):
-    """A hand-made CandidatePool. ``queries``: (qid, positive scores, [(corpus row, score), ...] in rank order).
+    """A hand-made CandidatePool. ``queries``: (qid, positives, [(corpus row, score), ...] in rank order).
 
-    Positive corpus rows are ``10 * (crc32(qid) % 100000) + k``: stable for a qid whatever the other queries.
+    Positives are either scores, placed at corpus rows ``10 * (crc32(qid) % 100000) + k`` (stable for a qid
+    whatever the other queries) with candidate ranks 1, 2, ...; or (corpus row, score) pairs, and then a
+    candidate's raw rank also counts the positives above it (higher score, or equal score and lower row), as a
+    real search's does.
     """
     import numpy as np
 
@@ -77,10 +80,14 @@ def make_pool(queries: list[tuple[str, list[float], list[tuple[int, float]]]], d
     cand_rank = np.full((q, depth), -1, dtype=np.int32)
     ptr, pidx, pscore = [0], [], []
     for i, (qid, pos, cands) in enumerate(queries):
+        explicit = [p for p in pos if isinstance(p, tuple)]
         for j, (row, s) in enumerate(cands):
-            cand_idx[i, j], cand_score[i, j], cand_rank[i, j] = row, s, j + 1
-        pidx.extend(10 * (zlib.crc32(qid.encode()) % 100_000) + k for k in range(len(pos)))
-        pscore.extend(pos)
+            above = sum(1 for pr, ps in explicit if ps > s or (ps == s and pr < row))
+            cand_idx[i, j], cand_score[i, j], cand_rank[i, j] = row, s, j + 1 + above
+        for k, p in enumerate(pos):
+            row, s = p if isinstance(p, tuple) else (10 * (zlib.crc32(qid.encode()) % 100_000) + k, p)
+            pidx.append(row)
+            pscore.append(s)
         ptr.append(len(pidx))
     return CandidatePool(teacher=teacher, qids=tuple(x[0] for x in queries), cand_idx=cand_idx, cand_score=cand_score,
                          cand_rank=cand_rank, pos_ptr=np.asarray(ptr, dtype=np.int64),
