@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -57,7 +58,9 @@ def _cache(cache: Path | None) -> Path:
 
 
 def _verbatim(text: str) -> str:
-    """Keep a docstring's layout in --help (click rewraps paragraphs unless they start with \\b)."""
+    """Keep a docstring's layout in --help (click rewraps paragraphs unless they start with \\b); reST's
+    ``literal`` and trailing ``::`` are shown as `literal` and ``:``."""
+    text = re.sub(r"::$", ":", text.replace("``", "`"), flags=re.M)
     paras = [p.strip("\n") for p in text.strip().split("\n\n")]
     return "\n\n".join("\b\n" + p for p in paras if p.strip())
 
@@ -351,7 +354,7 @@ def ablate(
     config: Annotated[Path, typer.Argument(help="TOML: a run config plus a [grid] table.")],
     overrides: Annotated[Optional[list[str]], typer.Argument(help="section.key=value applied to the base config.")] = None,
     limit: Annotated[Optional[int], typer.Option(min=0, help="Run at most this many unfinished points, then stop "
-                                                            "(0: only report how many are left).")] = None,
+                                                            "(0: run nothing; the log says how many are left).")] = None,
     strategy: Annotated[Optional[list[str]], typer.Option(
         help="Run only this grid strategy (repeatable); the other points stay for a later run.")] = None,
     seed: Annotated[Optional[list[int]], typer.Option(help="Run only this grid seed (repeatable).")] = None,

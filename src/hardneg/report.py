@@ -1,9 +1,10 @@
 """``hardneg report``: results.jsonl -> the paper's tables and figures, with variance and significance.
 
 Outputs (all byte-stable for the same input): ``table.md``/``table.csv`` (every grid cell: mean and sd over
-seeds, paired randomisation test against naive top-k), ``best.md`` (best setting per method chosen on dev,
-reported on test, like the paper's Table 3), ``mining.md`` (per-filter statistics), ``cost.md`` (wall time by
-stage), and figures ``fig1_sweeps.png``, ``fig2_sampled.png``, ``fig4_scores.png``.
+seeds, paired randomisation test against the baseline, naive top-k unless ``--baseline`` says otherwise),
+``best.md`` (best setting per method chosen on dev, reported on test, like the paper's Table 3), ``mining.md``
+(per-filter statistics), ``cost.md`` (wall time by stage), and figures ``fig1_sweeps.png``, ``fig4_scores.png``, and ``fig2_sampled.png`` when the grid has sampled
+strategies.
 """
 from __future__ import annotations
 

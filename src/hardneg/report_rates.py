@@ -5,9 +5,9 @@ ablation and 0.3 / 0.6 = the ablations on ``hardneg inject`` copies. Only the st
 are compared (the rate-0 study usually has more). Outputs, byte-stable for the same inputs:
 
 - ``table.md`` / ``table.csv``: per strategy and rate, test nDCG@10 (mean ± sd over seeds), the paired test
-  against naive ``topk(4)`` at the same rate, and the paired test against the same strategy at the smallest rate
-  (usually 0: how the student degrades as false negatives rise); the mining-side trap rates of every strategy
-  and rate;
+  against naive ``topk(4)`` (or ``--baseline``) at the same rate, and the paired test against the same
+  strategy at the smallest rate (usually 0: how the student degrades as false negatives rise); the mining-side
+  trap rates of every strategy and rate;
 - ``fig_rates.png``: test nDCG@10 vs injection rate per strategy (error bars: sd over seeds), next to the trap
   recall (share of the retrieved injected copies the strategy selects as negatives) vs rate.
 

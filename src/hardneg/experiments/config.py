@@ -1,6 +1,7 @@
 """``hardneg run`` configuration: a TOML file plus ``section.key=value`` overrides, validated all at once.
 
-Sections (every key optional; defaults are the README's SciFact recipe)::
+Sections (every key optional; the defaults follow the README's SciFact recipe except ``train.doc_max_length``,
+which defaults to 256 where the recipe sets 128)::
 
     [data]      path, train_split, test_split, dev (fraction carved from train, a split name, or false), dev_seed
     [teacher]   an encoder: model, query_prompt, doc_prompt, max_seq_length, batch_size, normalize, dtype, ...

@@ -7,7 +7,7 @@ Layout under ``[run].out``::
     stages/train-<hash>/           the fine-tuned sentence-transformers folder (+ train_config, loss curve)
     stages/eval-<hash>/            metrics.json, per_query.json, run.trec of one (model, split)
     results.json                   base vs fine-tuned metrics per split (byte-stable)
-    timings.json                   wall time of each stage in this invocation (0 when skipped)
+    timings.json                   wall time of each stage run in this invocation (skipped stages are absent)
 
 A stage's hash covers everything that determines its output (its own settings and its inputs' hashes), so
 changing a training setting retrains without re-mining, and a killed run resumes at the unfinished stage.

@@ -42,7 +42,8 @@ def filter_mask(f, score: np.ndarray, valid: np.ndarray, pool: CandidatePool, ro
                 row_pos: np.ndarray) -> np.ndarray:
     """Boolean [R, D]: which candidates filter ``f`` keeps (the paper's rules; see strategy.py)."""
     if isinstance(f, Shift):
-        # Pool columns are already the positive-free list in raw rank order, so column j = raw rank j+1.
+        # Pool columns are the positive-free candidates in raw rank order: column j is the (j+1)-th non-positive
+        # (its cand_rank also counts the positives above it), so shift(N) drops columns 0..N-1.
         return np.broadcast_to(np.arange(score.shape[1]) >= f.n, score.shape)
     with np.errstate(invalid="ignore"):  # NaN pads compare False
         if isinstance(f, Abs):

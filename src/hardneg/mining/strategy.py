@@ -8,7 +8,8 @@ A strategy is zero or more *filters* followed by one *selector*, joined by ``+``
 Rules (the paper's); candidates are the teacher's ranking with every positive
 removed, in score order (ties: corpus row ascending):
 
-- ``shift(N)``      drop the first N candidates by raw rank (before any other filter), as in the paper.
+- ``shift(N)``      drop the first N non-positive candidates by raw rank (before any other filter), as in
+                    the paper (positives are never candidates, so they do not count towards N).
 - ``abs(t)``        drop candidates with score > t.
 - ``marginpos(m)``  keep a candidate only if score < pos_ref - m.
 - ``percpos(p)``    keep a candidate only if score < pos_ref - |pos_ref| * (1 - p)  (= pos_ref * p when

@@ -53,7 +53,8 @@ def search(q_emb: np.ndarray, d_emb: Any, depth: int, backend: str = "exact",
 
     ``exact``: ``exact_search`` (kw: query_block, doc_block, progress). ``faiss-flat|ivf|hnsw``:
     ``faiss_search`` with ``index=`` set (kw: nlist, nprobe, hnsw_m, ef_search, seed, progress...).
-    ``ray``: ``hardneg.scale.ray_search`` (kw: address, num_workers, query_block, doc_block, progress).
+    ``ray``: ``hardneg.scale.ray_search`` (kw: address, query_block, doc_block, rows_per_task,
+    cpus_per_task, max_in_flight, progress).
     """
     if backend == "exact":
         return exact_search(q_emb, d_emb, depth, **kw)
