@@ -24,29 +24,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = """
-[data]
-path = "data"
-dev = 0.2
-[teacher]
-model = "hash"
-[mine]
-strategy = "percpos(0.95)+topk(2)"
-depth = 10
-[train]
-student = "student/st"
-max_steps = 40
-batch_size = 4
-doc_max_length = 32
-query_max_length = 16
-short_rows = "pad"
-[evaluate]
-max_seq_length = 32
-depth = 50
-[run]
-out = "out"
-cache = "cache"
-"""
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:
@@ -85,11 +62,12 @@ def stage_at(log: Path) -> str:
 
 
 def prepare(work: Path) -> None:
-    from hardneg.testing import make_tiny_student, write_tiny_beir
+    from hardneg.testing import make_tiny_student, tiny_run_config, write_tiny_beir
 
     write_tiny_beir(work / "data", n_docs=4000, n_queries=240)
     make_tiny_student(work / "student")
-    (work / "config.toml").write_text(CONFIG)
+    # relative paths: the runs start in ``work``
+    (work / "config.toml").write_text(tiny_run_config("data", "student/st", "out", "cache", max_steps=40))
 
 
 def main() -> int:

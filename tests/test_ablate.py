@@ -4,38 +4,15 @@ from __future__ import annotations
 import json
 
 from conftest import run_cli
-from hardneg.testing import make_tiny_student, write_tiny_beir
+from hardneg.testing import make_tiny_student, tiny_run_config, write_tiny_beir
 
 
 def _write_config(tmp_path, data, student, *, dev: str, max_steps: int, grid: str, evaluate: str = "",
                   out: str = "out"):
     """A tiny ablation config: hash teacher, tiny student, everything under ``tmp_path``."""
     cfg = tmp_path / "ablate.toml"
-    cfg.write_text(f"""
-[data]
-path = "{data}"
-dev = {dev}
-[teacher]
-model = "hash"
-[mine]
-depth = 10
-[train]
-student = "{student}"
-max_steps = {max_steps}
-batch_size = 4
-doc_max_length = 32
-query_max_length = 16
-short_rows = "pad"
-[evaluate]
-max_seq_length = 32
-depth = 50
-{evaluate}
-[run]
-out = "{tmp_path / out}"
-cache = "{tmp_path / 'cache'}"
-[grid]
-{grid}
-""")
+    cfg.write_text(tiny_run_config(data, student, tmp_path / out, tmp_path / "cache", dev=dev, max_steps=max_steps,
+                                   mine="", evaluate=evaluate, extra=f"[grid]\n{grid}\n"))
     return cfg
 
 

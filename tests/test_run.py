@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import run_cli
-from hardneg.testing import make_tiny_student, write_tiny_beir
+from hardneg.testing import make_tiny_student, tiny_run_config, write_tiny_beir
 
 
 @pytest.fixture(scope="module")
@@ -15,29 +15,7 @@ def setup(tmp_path_factory):
     data = write_tiny_beir(root / "data")
     student = make_tiny_student(root / "student")
     cfg = root / "cfg.toml"
-    cfg.write_text(f"""
-[data]
-path = "{data}"
-dev = 0.2
-[teacher]
-model = "hash"
-[mine]
-strategy = "percpos(0.95)+topk(2)"
-depth = 10
-[train]
-student = "{student}"
-max_steps = 3
-batch_size = 4
-doc_max_length = 32
-query_max_length = 16
-short_rows = "pad"
-[evaluate]
-max_seq_length = 32
-depth = 50
-[run]
-out = "{root / 'out'}"
-cache = "{root / 'cache'}"
-""")
+    cfg.write_text(tiny_run_config(data, student, root / "out", root / "cache"))
     return root, cfg
 
 

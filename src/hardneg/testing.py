@@ -36,6 +36,39 @@ def write_tiny_beir(folder: Path, n_docs: int = 60, n_queries: int = 24, seed: i
     return folder
 
 
+def tiny_run_config(data: str | Path, student: str | Path, out: str | Path, cache: str | Path, *, dev: str = "0.2",
+                    max_steps: int = 3, mine: str = 'strategy = "percpos(0.95)+topk(2)"', evaluate: str = "",
+                    extra: str = "") -> str:
+    """A ``hardneg run`` / ``hardneg ablate`` TOML for the tiny data: hash teacher, tiny student, a few steps.
+
+    ``mine`` and ``evaluate``: extra lines for those sections; ``extra``: more sections (e.g. a ``[grid]``).
+    """
+    return f"""
+[data]
+path = "{data}"
+dev = {dev}
+[teacher]
+model = "hash"
+[mine]
+{mine}
+depth = 10
+[train]
+student = "{student}"
+max_steps = {max_steps}
+batch_size = 4
+doc_max_length = 32
+query_max_length = 16
+short_rows = "pad"
+[evaluate]
+max_seq_length = 32
+depth = 50
+{evaluate}
+[run]
+out = "{out}"
+cache = "{cache}"
+{extra}"""
+
+
 def make_tiny_student(folder: Path, seed: int = 0) -> Path:
     """A randomly initialised 2-layer BERT (hidden 32, mean pooling) saved as a sentence-transformers folder."""
     import torch
