@@ -48,6 +48,16 @@ def write_beir(folder: Path, docs=DOCS, queries=QUERIES, qrels=QRELS, crlf: bool
     return folder
 
 
+def corrupt_line(path: Path, lineno: int, new: bytes | None) -> None:
+    """Replace line ``lineno`` (1-based) of ``path`` with ``new`` bytes, or delete it when ``new`` is None."""
+    lines = path.read_bytes().split(b"\n")
+    if new is None:
+        del lines[lineno - 1]
+    else:
+        lines[lineno - 1] = new
+    path.write_bytes(b"\n".join(lines))
+
+
 @pytest.fixture
 def tiny_beir(tmp_path: Path) -> Path:
     return write_beir(tmp_path / "tiny")

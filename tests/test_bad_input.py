@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, write_beir
+from conftest import corrupt_line, run_cli, write_beir
 
 GOOD_ROW = {"qid": "q1", "query": "cats", "pos": {"docid": "d1", "text": "cats purr", "score": 0.5},
             "neg": [{"docid": "d2", "text": "dogs", "score": 0.4, "rank": 1}]}
@@ -16,13 +16,7 @@ GOOD_ROW = {"qid": "q1", "query": "cats", "pos": {"docid": "d1", "text": "cats p
 def _beir_line(file: str, lineno: int, new: bytes | None):
     def setup(tmp: Path) -> list[str]:
         folder = write_beir(tmp / "data")
-        p = folder / file
-        lines = p.read_bytes().split(b"\n")
-        if new is None:
-            del lines[lineno - 1]
-        else:
-            lines[lineno - 1] = new
-        p.write_bytes(b"\n".join(lines))
+        corrupt_line(folder / file, lineno, new)
         return ["mine", "--data", str(folder), "-s", "topk(2)"]
     return setup
 

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_DATA, write_beir
+from conftest import SHARED_DATA, corrupt_line, write_beir
 from hardneg.data.beir import load_beir
 from hardneg.errors import HardnegError
 
@@ -35,16 +34,6 @@ def test_real_datasets_counts():
     assert {r for v in nf.qrels.values() for r in v.values()} == {1, 2}
 
 
-def _corrupt(folder: Path, file: str, lineno: int, new: bytes | None) -> None:
-    p = folder / file
-    lines = p.read_bytes().split(b"\n")
-    if new is None:
-        del lines[lineno - 1]
-    else:
-        lines[lineno - 1] = new
-    p.write_bytes(b"\n".join(lines))
-
-
 CASES = [
     # (name, file, line to replace (1-based), new bytes or None, split, expected message parts)
     ("malformed json", "corpus.jsonl", 2, b'{"_id": "d2", "text": "x"', "train", ["corpus.jsonl:2", "malformed JSON"]),
@@ -69,7 +58,7 @@ CASES = [
 def test_bad_input_message(tmp_path, name, file, lineno, new, split, needles):
     folder = write_beir(tmp_path / "bad")
     if file:
-        _corrupt(folder, file, lineno, new)
+        corrupt_line(folder / file, lineno, new)
     with pytest.raises(HardnegError) as info:
         load_beir(folder, split)
     msg = info.value.one_line()
