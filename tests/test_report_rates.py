@@ -6,8 +6,8 @@ import json
 import pytest
 
 from conftest import run_cli
-from hardneg.report_rates import parse_rate_args, summarise_rates, write_rate_report
 from hardneg.errors import HardnegError
+from hardneg.report_rates import parse_rate_args, summarise_rates
 
 QIDS = [f"q{i}" for i in range(12)]
 
