@@ -12,13 +12,13 @@ from hardneg.report_rates import parse_rate_args, summarise_rates
 QIDS = [f"q{i}" for i in range(12)]
 
 
-def _record(strategy: str, seed: int, ndcg: float, trap_recall: float | None = None) -> dict:
+def _record(strategy: str, seed: int, ndcg: float, trap_recall: float | None = None, teacher: str = "t") -> dict:
     pq = {q: {"ndcg@10": ndcg, "recall@100": 1.0} for q in QIDS}
     mining = {"rows": 10}
     if trap_recall is not None:
         mining["traps"] = {"trap_recall": trap_recall, "rows_with_trap": trap_recall, "trap_share_all": 0.1,
                            "real_kept": 1.0}
-    return {"key": f"{strategy}/{seed}", "point": {"teacher": "t", "student": "s", "strategy": strategy, "seed": seed},
+    return {"key": f"{strategy}/{seed}", "point": {"teacher": teacher, "student": "s", "strategy": strategy, "seed": seed},
             "metrics": {"test": {"base": {"ndcg@10": 0.1}, "finetuned": {"ndcg@10": ndcg}}},
             "per_query": {"test": {"base": pq, "finetuned": pq}}, "mining": mining}
 
@@ -30,9 +30,11 @@ def _write(path, recs):
 
 @pytest.fixture
 def rate_files(tmp_path):
-    # rate 0 also ran `none`, which the other rate lacks: it is left out of the comparison
+    # rate 0 also ran `none` and a second teacher, which the other rate lacks: left out of the comparison
     r0 = _write(tmp_path / "r0.jsonl", [_record("topk(4)", 0, 0.60), _record("topk(4)", 1, 0.62),
-                                        _record("percpos(0.95)+topk(4)", 0, 0.61), _record("none", 0, 0.55)])
+                                        _record("percpos(0.95)+topk(4)", 0, 0.61), _record("none", 0, 0.55),
+                                        _record("topk(4)", 0, 0.99, teacher="t2"),
+                                        _record("percpos(0.95)+topk(4)", 0, 0.10, teacher="t2")])
     r3 = _write(tmp_path / "r3.jsonl", [_record("topk(4)", 0, 0.50, 0.6), _record("topk(4)", 1, 0.54, 0.6),
                                         _record("percpos(0.95)+topk(4)", 0, 0.60, 0.1)])
     return r0, r3
@@ -80,3 +82,11 @@ def test_bad_rate_args(args):
 def test_cli_bad_rate_is_one_line(tmp_path, capsys):
     code, _, err = run_cli(["fn-report", "--rate", "0.3", "--out", str(tmp_path / "o"), "-q"], capsys)
     assert code == 2 and "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+def test_teacher_student_pair_must_be_unique_across_rates():
+    a = [_record("topk(4)", 0, 0.6), _record("topk(4)", 0, 0.6, teacher="t2")]
+    with pytest.raises(HardnegError, match="several"):  # both teachers ran at both rates: which one is the study?
+        summarise_rates([(0.0, a), (0.3, a)])
+    with pytest.raises(HardnegError, match="no \\(teacher, student\\)"):
+        summarise_rates([(0.0, [_record("topk(4)", 0, 0.6)]), (0.3, [_record("topk(4)", 0, 0.5, teacher="t2")])])

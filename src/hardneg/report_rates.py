@@ -1,8 +1,8 @@
 """``hardneg fn-report``: the controlled false-negative study across injection rates, in one table and figure.
 
 Input: one ``results.jsonl`` (from ``hardneg ablate``) per injection rate, e.g. rate 0 = the plain SciFact
-ablation and 0.3 / 0.6 = the ablations on ``hardneg inject`` copies. Only the strategies that every rate has run
-are compared (the rate-0 study usually has more). Outputs, byte-stable for the same inputs:
+ablation and 0.3 / 0.6 = the ablations on ``hardneg inject`` copies. Only the strategies, and the one (teacher,
+student) pair, that every rate has run are compared (the rate-0 study usually has more). Outputs, byte-stable for the same inputs:
 
 - ``table.md`` / ``table.csv``: per strategy and rate, test nDCG@10 (mean ± sd over seeds), the paired test
   against naive ``topk(4)`` (or ``--baseline``) at the same rate, and the paired test against the same
@@ -52,21 +52,33 @@ def parse_rate_args(items: list[str]) -> list[tuple[float, Path]]:
     return sorted(out.items())
 
 
-def _group(records: list[dict]) -> dict[str, list[dict]]:
-    """strategy -> records (one per seed), for the single teacher and student of the study."""
-    combos = {(r["point"]["teacher"], r["point"]["student"]) for r in records}
-    if len(combos) != 1:
-        raise HardnegError(f"a rate's results mix teachers/students {sorted(combos)}",
-                           fix="run the false-negative study with one teacher and one student")
+def _combo(r: dict) -> tuple[str, str]:
+    return r["point"]["teacher"], r["point"]["student"]
+
+
+def _study_combo(series: list[tuple[float, list[dict]]]) -> tuple[str, str]:
+    """The one (teacher, student) that every rate has run (a rate-0 study may hold teacher studies too)."""
+    common = set.intersection(*({_combo(r) for r in recs} for _, recs in series))
+    if len(common) != 1:
+        what = "no (teacher, student) was run at every rate" if not common else \
+            f"several (teacher, student) pairs were run at every rate: {sorted(common)}"
+        raise HardnegError(what, fix="run the false-negative study with one teacher and one student at every rate")
+    return common.pop()
+
+
+def _group(records: list[dict], combo: tuple[str, str]) -> dict[str, list[dict]]:
+    """strategy -> records (one per seed) of the study's teacher and student."""
     out: dict[str, list[dict]] = {}
     for r in records:
-        out.setdefault(r["point"]["strategy"], []).append(r)
+        if _combo(r) == combo:
+            out.setdefault(r["point"]["strategy"], []).append(r)
     return {s: sorted(v, key=lambda r: r["point"]["seed"]) for s, v in out.items()}
 
 
 def summarise_rates(series: list[tuple[float, list[dict]]], baseline: str = "topk(4)") -> list[dict]:
-    """One row per (strategy, rate) for the strategies present at every rate."""
-    groups = [(rate, _group(recs)) for rate, recs in series]
+    """One row per (strategy, rate) for the strategies, teacher and student present at every rate."""
+    combo = _study_combo(series)
+    groups = [(rate, _group(recs, combo)) for rate, recs in series]
     strategies = sorted(set.intersection(*(set(g) for _, g in groups)), key=lambda s: _sort_key(("", "", s)))
     if not strategies:
         raise HardnegError("no strategy was run at every injection rate",
