@@ -18,7 +18,8 @@ def _record(strategy: str, seed: int, ndcg: float, trap_recall: float | None = N
     if trap_recall is not None:
         mining["traps"] = {"trap_recall": trap_recall, "rows_with_trap": trap_recall, "trap_share_all": 0.1,
                            "real_kept": 1.0}
-    return {"key": f"{strategy}/{seed}", "point": {"teacher": teacher, "student": "s", "strategy": strategy, "seed": seed},
+    return {"key": f"{strategy}/{seed}",
+            "point": {"teacher": teacher, "student": "s", "strategy": strategy, "seed": seed},
             "metrics": {"test": {"base": {"ndcg@10": 0.1}, "finetuned": {"ndcg@10": ndcg}}},
             "per_query": {"test": {"base": pq, "finetuned": pq}}, "mining": mining}
 

@@ -353,8 +353,9 @@ def run(
 def ablate(
     config: Annotated[Path, typer.Argument(help="TOML: a run config plus a [grid] table.")],
     overrides: Annotated[Optional[list[str]], typer.Argument(help="section.key=value applied to the base config.")] = None,
-    limit: Annotated[Optional[int], typer.Option(min=0, help="Run at most this many unfinished points, then stop "
-                                                            "(0: run nothing; the log says how many are left).")] = None,
+    limit: Annotated[Optional[int], typer.Option(
+        min=0, help="Run at most this many unfinished points, then stop (0: run nothing; the log says how many "
+                    "are left).")] = None,
     strategy: Annotated[Optional[list[str]], typer.Option(
         help="Run only this grid strategy (repeatable); the other points stay for a later run.")] = None,
     seed: Annotated[Optional[list[int]], typer.Option(help="Run only this grid seed (repeatable).")] = None,

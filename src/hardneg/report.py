@@ -3,8 +3,8 @@
 Outputs (all byte-stable for the same input): ``table.md``/``table.csv`` (every grid cell: mean and sd over
 seeds, paired randomisation test against the baseline, naive top-k unless ``--baseline`` says otherwise),
 ``best.md`` (best setting per method chosen on dev, reported on test, like the paper's Table 3), ``mining.md``
-(per-filter statistics), ``cost.md`` (wall time by stage), and figures ``fig1_sweeps.png``, ``fig4_scores.png``, and ``fig2_sampled.png`` when the grid has sampled
-strategies.
+(per-filter statistics), ``cost.md`` (wall time by stage), and figures ``fig1_sweeps.png``,
+``fig4_scores.png``, and ``fig2_sampled.png`` when the grid has sampled strategies.
 """
 from __future__ import annotations
 

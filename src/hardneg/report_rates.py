@@ -2,7 +2,8 @@
 
 Input: one ``results.jsonl`` (from ``hardneg ablate``) per injection rate, e.g. rate 0 = the plain SciFact
 ablation and 0.3 / 0.6 = the ablations on ``hardneg inject`` copies. Only the strategies, and the one (teacher,
-student) pair, that every rate has run are compared (the rate-0 study usually has more). Outputs, byte-stable for the same inputs:
+student) pair, that every rate has run are compared (the rate-0 study usually has more). Outputs, byte-stable
+for the same inputs:
 
 - ``table.md`` / ``table.csv``: per strategy and rate, test nDCG@10 (mean ± sd over seeds), the paired test
   against naive ``topk(4)`` (or ``--baseline``) at the same rate, and the paired test against the same
