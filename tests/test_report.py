@@ -77,3 +77,21 @@ def test_report_files_are_byte_stable_and_best_is_chosen_on_dev(results, tmp_pat
     assert {"fig1_sweeps.png", "fig4_scores.png", "table.md", "table.csv"} <= set(files)
     cost = (tmp_path / "r1" / "cost.md").read_text()
     assert "| train | 80 |" in cost  # 8 records x 10 s
+
+
+def test_markdown_cells_escape_pipes(tmp_path):
+    """An ensemble teacher ``a|b`` (and a per-teacher strategy ``x|y``) stays one cell: GFM needs ``\\|``."""
+    from hardneg.markdown import md_row, md_table
+
+    assert md_row(["a|b", "`x|y`", 3, ""]) == "| a\\|b | `x\\|y` | 3 |  |"
+    assert md_table(["h1", "h2"], [[1, 2]]) == ["| h1 | h2 |", "|---|---|", "| 1 | 2 |"]
+    recs = [_record("topk(4)", 0, [0.5] * 20, dev=0.5), _record("percpos(0.95)+topk(4)", 0, [0.6] * 20, dev=0.55)]
+    recs[1]["point"]["teacher"] = "t|u"
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    write_report(path, tmp_path / "out")
+    for name in ("table.md", "best.md", "mining.md"):
+        rows = [ln for ln in (tmp_path / "out" / name).read_text().splitlines() if ln.startswith("|")]
+        widths = {len(ln.replace("\\|", "").split("|")) for ln in rows}
+        assert len(widths) == 1, (name, rows)  # every row has the header's number of columns
+        assert any("t\\|u" in ln for ln in rows)

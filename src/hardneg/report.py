@@ -22,6 +22,7 @@ import numpy as np
 from hardneg.errors import HardnegError
 from hardneg.evaluate.metrics import paired_test
 from hardneg.io import ensure_dir, read_json, write_bytes, write_text
+from hardneg.markdown import md_table
 from hardneg.mining.strategy import Abs, MarginPos, PercPos, Sampled, Shift, Top1Sampled, TopK, parse_strategy
 
 METHOD_NAMES = [("none", "In-batch negatives only"), ("topk", "Naive Top-K"), ("shift", "Top-K shifted by N"),
@@ -175,15 +176,14 @@ COLUMNS = ["teacher", "method", "config", "strategy", "seeds", "dev ndcg@10", "t
 
 
 def table_markdown(rows: list[dict], bases: dict, n_unseen: int) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for student, m in bases.items():
-        lines.append(f"| – | base {student} (no fine-tuning) | | | | {m.get('dev ndcg@10', float('nan')):.4f} | "
-                     f"{m['test ndcg@10']:.4f} | | {m['test recall@100']:.4f} | {m.get('unseen ndcg@10', float('nan')):.4f} | |")
-    for r in rows:
-        cells = [r["teacher"], r["method"], r["config"], f"`{r['strategy']}`", str(len(r["seeds"])),
-                 _cell(r, "dev ndcg@10"), _cell(r, "test ndcg@10"), _sig(r, "vs naive test"),
-                 _cell(r, "test recall@100"), _cell(r, "unseen ndcg@10"), _sig(r, "vs naive unseen")]
-        lines.append("| " + " | ".join(cells) + " |")
+    nan = float("nan")
+    body = [["–", f"base {student} (no fine-tuning)", "", "", "", f"{m.get('dev ndcg@10', nan):.4f}",
+             f"{m['test ndcg@10']:.4f}", "", f"{m['test recall@100']:.4f}", f"{m.get('unseen ndcg@10', nan):.4f}", ""]
+            for student, m in bases.items()]
+    body += [[r["teacher"], r["method"], r["config"], f"`{r['strategy']}`", str(len(r["seeds"])),
+              _cell(r, "dev ndcg@10"), _cell(r, "test ndcg@10"), _sig(r, "vs naive test"),
+              _cell(r, "test recall@100"), _cell(r, "unseen ndcg@10"), _sig(r, "vs naive unseen")] for r in rows]
+    lines = md_table(COLUMNS, body)
     lines.append("")
     lines.append(f"Mean ± sample sd over seeds. `vs naive`: mean per-query difference in test nDCG@10 against "
                  f"`topk(4)` with the same teacher (else the grid's teacher that has it) and seeds (per-query values "
@@ -212,16 +212,15 @@ def table_csv(rows: list[dict]) -> str:
 
 def best_markdown(rows: list[dict]) -> str:
     """Best setting per (teacher, method), chosen on dev nDCG@10 (never on test), reported on test."""
-    lines = ["| teacher | method | config (chosen on dev) | dev nDCG@10 | test nDCG@10 | vs naive (test) | test Recall@100 |",
-             "|---|---|---|---|---|---|---|"]
     best: dict[tuple[str, str], dict] = {}
     for r in rows:
         k = (r["teacher"], r["method"])
         if "dev ndcg@10" in r and (k not in best or r["dev ndcg@10"][0] > best[k]["dev ndcg@10"][0]):
             best[k] = r
-    for (teacher, method), r in best.items():
-        lines.append(f"| {teacher} | {method} | {r['config'] or '–'} | {_cell(r, 'dev ndcg@10')} | "
-                     f"{_cell(r, 'test ndcg@10')} | {_sig(r, 'vs naive test')} | {_cell(r, 'test recall@100')} |")
+    lines = md_table(["teacher", "method", "config (chosen on dev)", "dev nDCG@10", "test nDCG@10", "vs naive (test)",
+                      "test Recall@100"],
+                     [[teacher, method, r["config"] or "–", _cell(r, "dev ndcg@10"), _cell(r, "test ndcg@10"),
+                       _sig(r, "vs naive test"), _cell(r, "test recall@100")] for (teacher, method), r in best.items()])
     return "\n".join(lines) + "\n"
 
 
@@ -229,14 +228,14 @@ def mining_markdown(records: list[dict]) -> str:
     seen: dict[tuple[str, str], dict] = {}
     for r in records:
         seen.setdefault((r["point"]["teacher"], r["point"]["strategy"]), r["mining"])
-    lines = ["| teacher | strategy | rows | short of n | empty | removed per row (by filter) | pos q50 | top-1 neg q50 | "
-             "pos − top-1 q50 | top-1 neg above pos |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for (teacher, strategy), s in sorted(seen.items(), key=lambda kv: _sort_key((kv[0][0], "", kv[0][1]))):
-        removed = ", ".join(f"{k}: {v:.1f}" for k, v in s.get("removed_per_row", {}).items()) or "–"
-        q = lambda d: "–" if not d or d.get("q50") is None else f"{d['q50']:.3f}"  # noqa: E731
-        lines.append(f"| {teacher} | `{strategy}` | {s['rows']} | {s['rows_short']} | {s['rows_empty']} | {removed} | "
-                     f"{q(s.get('pos_score'))} | {q(s.get('top1_neg_score'))} | {q(s.get('pos_minus_top1_neg'))} | "
-                     f"{s.get('top1_neg_above_pos', '–')} |")
+    q = lambda d: "–" if not d or d.get("q50") is None else f"{d['q50']:.3f}"  # noqa: E731
+    body = [[teacher, f"`{strategy}`", s["rows"], s["rows_short"], s["rows_empty"],
+             ", ".join(f"{k}: {v:.1f}" for k, v in s.get("removed_per_row", {}).items()) or "–",
+             q(s.get("pos_score")), q(s.get("top1_neg_score")), q(s.get("pos_minus_top1_neg")),
+             s.get("top1_neg_above_pos", "–")]
+            for (teacher, strategy), s in sorted(seen.items(), key=lambda kv: _sort_key((kv[0][0], "", kv[0][1])))]
+    lines = md_table(["teacher", "strategy", "rows", "short of n", "empty", "removed per row (by filter)", "pos q50",
+                      "top-1 neg q50", "pos − top-1 q50", "top-1 neg above pos"], body)
     return "\n".join(lines) + "\n"
 
 
@@ -251,10 +250,9 @@ def cost_markdown(records: list[dict]) -> str:
                 tot["mine (strategies + files)"] += v - r["timings"].get("mine_encode", 0) - r["timings"].get(
                     "mine_search", 0) - r["timings"].get("mine_load_model", 0) - r["timings"].get("mine_load_pool", 0)
     total = sum(tot.values())
-    lines = ["| stage | wall time (s) | share |", "|---|---|---|"]
-    for k in sorted(tot, key=lambda x: -tot[x]):
-        lines.append(f"| {k} | {tot[k]:.0f} | {tot[k] / total:.1%} |")
-    lines.append(f"| **total** | **{total:.0f}** ({total / 3600:.2f} h) | |")
+    lines = md_table(["stage", "wall time (s)", "share"],
+                     [*([k, f"{tot[k]:.0f}", f"{tot[k] / total:.1%}"] for k in sorted(tot, key=lambda x: -tot[x])),
+                      ["**total**", f"**{total:.0f}** ({total / 3600:.2f} h)", ""]])
     if "teacher encode" not in tot:
         lines += ["", "The teacher's embeddings and candidate pool came from the cache (built by an earlier run with the "
                   "same teacher and data), so their cost is not in this study's records."]

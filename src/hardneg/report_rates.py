@@ -28,6 +28,7 @@ import numpy as np
 
 from hardneg.errors import HardnegError
 from hardneg.io import ensure_dir, write_text
+from hardneg.markdown import md_table
 from hardneg.report import _fmt, _mean_sd, _savefig, _sig, _sort_key, paired_over_seeds, read_results
 
 TRAP_KEYS = ("trap_recall", "rows_with_trap", "trap_share_all", "real_kept")
@@ -109,14 +110,13 @@ def _pct(x: float | None) -> str:
 
 def table_markdown(rows: list[dict], baseline: str) -> str:
     r0 = f"{min(r['rate'] for r in rows):g}"
-    lines = [f"| strategy | injection rate | seeds | test nDCG@10 | vs naive (same rate) | vs rate {r0} (same strategy) "
-             "| trap recall | trap rows hit | trap share (all negatives) | real negatives kept |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        t = r.get("traps") or {}
-        lines.append(f"| `{r['strategy']}` | {r['rate']:g} | {len(r['seeds'])} | {_fmt(*r['test ndcg@10'])} "
-                     f"| {_sig(r, 'vs naive')} | {_sig(r, 'vs rate0')} | {_pct(t.get('trap_recall'))} "
-                     f"| {_pct(t.get('rows_with_trap'))} | {_pct(t.get('trap_share_all'))} | {_pct(t.get('real_kept'))} |")
+    body = [[f"`{r['strategy']}`", f"{r['rate']:g}", len(r["seeds"]), _fmt(*r["test ndcg@10"]), _sig(r, "vs naive"),
+             _sig(r, "vs rate0"), *(_pct((r.get("traps") or {}).get(k))
+                                    for k in ("trap_recall", "rows_with_trap", "trap_share_all", "real_kept"))]
+            for r in rows]
+    lines = md_table(["strategy", "injection rate", "seeds", "test nDCG@10", "vs naive (same rate)",
+                      f"vs rate {r0} (same strategy)", "trap recall", "trap rows hit", "trap share (all negatives)",
+                      "real negatives kept"], body)
     lines += ["", f"Mean ± sample sd over seeds. `vs naive`: mean per-query difference in test nDCG@10 against "
               f"`{baseline}` at the same rate; `vs rate {r0}`: against the same strategy at rate {r0} (negative = the "
               "student degrades); both over the seeds the two sides share, two-sided paired randomisation test over "

@@ -22,6 +22,7 @@ import numpy as np
 
 from hardneg.errors import HardnegError
 from hardneg.io import atomic_path, ensure_dir, write_json, write_text
+from hardneg.markdown import md_table
 from hardneg.mining.ensemble import EnsembleSet, check_same_rows
 from hardneg.mining.select import _mix64, apply_strategy
 from hardneg.mining.stats import score_arrays
@@ -465,44 +466,40 @@ def render_markdown(result: dict) -> str:
             lines += [f"### {t}", "",
                       f"{h['queries_probed']} of {h['queries_total']} queries probed; hidden positive within the "
                       f"top-{h['depth']} candidates for {h['hidden_in_pool']}; its median raw rank "
-                      f"{_f(h['hidden_rank']['median'], nd=1)}.", "",
-                      "| strategy | rows | caught | catch rate | query catch rate | mean slot | median rank | "
-                      "rows empty | negs/row |", "|---|---|---|---|---|---|---|---|---|"]
-            for s, v in h["strategies"].items():
-                lines.append(f"| `{s}` | {v['rows']} | {v['rows_caught']} | {_f(v['catch_rate'], True)} | "
-                             f"{_f(v['query_catch_rate'], True)} | {_f(v.get('catch_slot', {}).get('mean'), nd=2)} | "
-                             f"{_f(v.get('catch_rank', {}).get('median'), nd=1)} | {v.get('rows_empty', 0)} | "
-                             f"{_f(v.get('negatives_per_row'), nd=2)} |")
+                      f"{_f(h['hidden_rank']['median'], nd=1)}.", ""]
+            lines += md_table(["strategy", "rows", "caught", "catch rate", "query catch rate", "mean slot",
+                               "median rank", "rows empty", "negs/row"],
+                              [[f"`{s}`", v["rows"], v["rows_caught"], _f(v["catch_rate"], True),
+                                _f(v["query_catch_rate"], True), _f(v.get("catch_slot", {}).get("mean"), nd=2),
+                                _f(v.get("catch_rank", {}).get("median"), nd=1), v.get("rows_empty", 0),
+                                _f(v.get("negatives_per_row"), nd=2)] for s, v in h["strategies"].items()])
             lines.append("")
     ov = result.get("overlap")
     if ov:
         lines += ["## Teacher overlap (mean Jaccard of top-n negatives per row)", ""]
         for s, o in ov.items():
-            lines += [f"`{s}`, n = {o['n']}:", "", "| teacher a | teacher b | mean Jaccard | rows |",
-                      "|---|---|---|---|"]
-            lines += [f"| {p['a']} | {p['b']} | {_f(p['mean_jaccard'])} | {p['rows']} |" for p in o["pairs"]]
+            lines += [f"`{s}`, n = {o['n']}:", ""]
+            lines += md_table(["teacher a", "teacher b", "mean Jaccard", "rows"],
+                              [[p["a"], p["b"], _f(p["mean_jaccard"]), p["rows"]] for p in o["pairs"]])
             lines.append("")
     nd = result.get("near_duplicates", {})
     if nd:
-        lines += ["## Negatives that are positives of a near-duplicate query", "",
-                  "| teacher | strategy | near-dup query pairs | negatives | flagged | rate |",
-                  "|---|---|---|---|---|---|"]
-        for t, per in nd.items():
-            for s, v in per.items():
-                lines.append(f"| {t} | `{s}` | {v['query_pairs']} | {v['negatives_total']} | {v['negatives_flagged']} "
-                             f"| {_f(v['flagged_rate'], True)} |")
+        lines += ["## Negatives that are positives of a near-duplicate query", ""]
+        lines += md_table(["teacher", "strategy", "near-dup query pairs", "negatives", "flagged", "rate"],
+                          [[t, f"`{s}`", v["query_pairs"], v["negatives_total"], v["negatives_flagged"],
+                            _f(v["flagged_rate"], True)] for t, per in nd.items() for s, v in per.items()])
         lines.append("")
     sd = result.get("score_distributions", {})
     if sd:
-        lines += ["## Score distributions (paper Fig. 4)", "",
-                  "| teacher | strategy | rows | median pos | median top-1 neg | median pos - top-1 | top-1 > pos |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["## Score distributions (paper Fig. 4)", ""]
+        body = []
         for t, d in sd.items():
             for s, v in d["sets"].items():
-                q = v["quantiles"]
-                med = {k: (q[k] or {}).get("q50") for k in KINDS}
-                lines.append(f"| {t} | `{s}` | {v['rows']} | {_f(med['pos'])} | {_f(med['top1_neg'])} | "
-                             f"{_f(med['pos_minus_top1'])} | {v['top1_neg_above_pos']} |")
+                med = {k: (v["quantiles"][k] or {}).get("q50") for k in KINDS}
+                body.append([t, f"`{s}`", v["rows"], _f(med["pos"]), _f(med["top1_neg"]), _f(med["pos_minus_top1"]),
+                             v["top1_neg_above_pos"]])
+        lines += md_table(["teacher", "strategy", "rows", "median pos", "median top-1 neg", "median pos - top-1",
+                           "top-1 > pos"], body)
         lines.append("")
         for t, name in result.get("plots", {}).items():
             lines += [f"![{t}]({name})", ""]

@@ -33,6 +33,7 @@ import numpy as np
 from hardneg.data.inject import Manifest
 from hardneg.data.splits import source_split
 from hardneg.errors import HardnegError
+from hardneg.markdown import md_table
 from hardneg.types import Dataset, MinedSet
 
 
@@ -172,14 +173,11 @@ def _pct(x: float | None) -> str:
 def trap_table(results: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]]) -> str:
     """Markdown table of ``trap_rates`` results (a list of them, or a dict strategy -> result)."""
     rows = list(results.values()) if isinstance(results, Mapping) else list(results)
-    head = ("| strategy | trap rows | exposure@depth | traps in naive top-n | trap recall | rows with >=1 trap "
-            "| trap share of negs (trap rows) | trap share (all rows) | real negs kept | negs/row |")
-    lines = [head, "|" + "---|" * 10]
-    for r in rows:
-        npr = r.get("negatives_per_row")
-        lines.append(
-            f"| `{r['strategy']}` | {r['trap_rows']:,} / {r['rows']:,} | {_pct(r['exposure'])} "
-            f"| {_pct(r['exposure_top_n'])} | {_pct(r['trap_recall'])} | {_pct(r['rows_with_trap'])} "
-            f"| {_pct(r['trap_share'])} | {_pct(r['trap_share_all'])} | {_pct(r['real_kept'])} "
-            f"| {'n/a' if npr is None else f'{npr:.2f}'} |")
+    body = [[f"`{r['strategy']}`", f"{r['trap_rows']:,} / {r['rows']:,}", _pct(r["exposure"]),
+             _pct(r["exposure_top_n"]), _pct(r["trap_recall"]), _pct(r["rows_with_trap"]), _pct(r["trap_share"]),
+             _pct(r["trap_share_all"]), _pct(r["real_kept"]), "n/a" if r.get("negatives_per_row") is None else f"{r['negatives_per_row']:.2f}"]
+            for r in rows]
+    lines = md_table(["strategy", "trap rows", "exposure@depth", "traps in naive top-n", "trap recall",
+                      "rows with >=1 trap", "trap share of negs (trap rows)", "trap share (all rows)", "real negs kept",
+                      "negs/row"], body)
     return "\n".join(lines) + "\n"
