@@ -77,6 +77,7 @@ def test_report_files_are_byte_stable_and_best_is_chosen_on_dev(results, tmp_pat
     assert {"fig1_sweeps.png", "fig4_scores.png", "table.md", "table.csv"} <= set(files)
     cost = (tmp_path / "r1" / "cost.md").read_text()
     assert "| train | 80 |" in cost  # 8 records x 10 s
+    assert "Not in the table" not in cost  # every record timed its training
 
 
 def test_markdown_cells_escape_pipes(tmp_path):
@@ -95,3 +96,18 @@ def test_markdown_cells_escape_pipes(tmp_path):
         widths = {len(ln.replace("\\|", "").split("|")) for ln in rows}
         assert len(widths) == 1, (name, rows)  # every row has the header's number of columns
         assert any("t\\|u" in ln for ln in rows)
+
+
+def test_cost_counts_points_whose_training_was_not_timed(tmp_path):
+    """A point resumed after its train stage finished has no train timing: the cost note says how many, and
+    estimates them at the median of the timed ones (10, 20, 60 s -> median 20 s; 2 untimed -> about 40 s)."""
+    from hardneg.report import cost_markdown
+
+    recs = [_record("topk(4)", s, [0.5] * 20, dev=0.5) for s in range(5)]
+    for r, t in zip(recs, (10.0, 20.0, 60.0)):
+        r["timings"]["train"] = t
+    for r in recs[3:]:
+        del r["timings"]["train"]
+    cost = cost_markdown(recs)
+    assert "| train | 90 |" in cost
+    assert "training time of 2 of 5 points" in cost and "about 40 s more" in cost

@@ -256,6 +256,13 @@ def cost_markdown(records: list[dict]) -> str:
     if "teacher encode" not in tot:
         lines += ["", "The teacher's embeddings and candidate pool came from the cache (built by an earlier run with the "
                   "same teacher and data), so their cost is not in this study's records."]
+    trained = [r["timings"]["train"] for r in records if "train" in r.get("timings", {})]
+    untimed = sum("train" not in r.get("timings", {}) for r in records)
+    if untimed and trained:  # a point whose invocation was killed after training resumes at evaluation
+        lines += ["", f"Not in the table: the training time of {untimed} of {len(records)} points, whose train stage "
+                  f"finished in an earlier invocation that was killed before evaluating (a record times only the "
+                  f"stages its invocation ran); at the median training time that is about "
+                  f"{untimed * float(np.median(trained)):.0f} s more."]
     return "\n".join(lines) + "\n"
 
 
