@@ -111,3 +111,34 @@ def test_cost_counts_points_whose_training_was_not_timed(tmp_path):
     cost = cost_markdown(recs)
     assert "| train | 90 |" in cost
     assert "training time of 2 of 5 points" in cost and "about 40 s more" in cost
+
+
+def test_teachers_table_by_hand(tmp_path):
+    """teachers.md: each teacher (and ensemble) on the reference teacher's filter, tested against it over the
+    seeds both ran; written only when two teachers share a filter."""
+    recs = []
+    for seed in (0, 1):
+        recs.append(_record("topk(4)", seed, [0.5] * 20, dev=0.5))
+        recs.append(_record("percpos(0.95)+topk(4)", seed, [0.6] * 20, dev=0.55))  # teacher t: the reference
+        u = _record("percpos(0.95)+topk(4)", seed, [0.7] * 20, dev=0.56)
+        u["point"]["teacher"] = "u"
+        recs.append(u)
+    ens = _record("percpos(0.95)+topk(4)+ensemble(intra,dedup)", 1, [0.65] * 20, dev=0.57)
+    ens["point"]["teacher"] = "t|u"
+    recs.append(ens)
+    lonely = _record("shift(10)+topk(4)", 0, [0.4] * 20, dev=0.4)  # one teacher only: not in the table
+    recs.append(lonely)
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    write_report(path, tmp_path / "out")
+    rows = [ln for ln in (tmp_path / "out" / "teachers.md").read_text().splitlines() if ln.startswith("| `")]
+    assert len(rows) == 3 and "shift" not in "".join(rows)
+    assert rows[0].startswith("| `percpos(0.95)+topk(4)` | t | 2 |") and "(reference)" in rows[0]
+    # u: 0.7 vs 0.6 on every query and both seeds -> +0.1000, every flip smaller -> p = 1/10001
+    assert "| u | 2 | 0.5600 ± 0.0000 | 0.7000 ± 0.0000 | +0.1000 (p=0.000)* |" in rows[2]
+    # the ensemble ran seed 1 only: compared with t's seed 1 (0.6) -> +0.0500
+    assert "| t\\|u ensemble(intra,dedup) | 1 | 0.5700 | 0.6500 | +0.0500 (p=0.000)* |" in rows[1]
+
+    single = tmp_path / "single.jsonl"
+    single.write_text("".join(json.dumps(r) + "\n" for r in recs[:2]))
+    assert "teachers.md" not in write_report(single, tmp_path / "out2")

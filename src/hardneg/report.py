@@ -2,9 +2,10 @@
 
 Outputs (all byte-stable for the same input): ``table.md``/``table.csv`` (every grid cell: mean and sd over
 seeds, paired randomisation test against the baseline, naive top-k unless ``--baseline`` says otherwise),
-``best.md`` (best setting per method chosen on dev, reported on test, like the paper's Table 3), ``mining.md``
-(per-filter statistics), ``cost.md`` (wall time by stage), and figures ``fig1_sweeps.png``,
-``fig4_scores.png``, and ``fig2_sampled.png`` when the grid has sampled strategies.
+``best.md`` (best setting per method chosen on dev, reported on test, like the paper's Table 3), ``teachers.md``
+(when several teachers or ensembles ran the same filter: each against the reference teacher, like the paper's
+Tables 1-2), ``mining.md`` (per-filter statistics), ``cost.md`` (wall time by stage), and figures
+``fig1_sweeps.png``, ``fig4_scores.png``, and ``fig2_sampled.png`` when the grid has sampled strategies.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from hardneg.errors import HardnegError
 from hardneg.evaluate.metrics import paired_test
 from hardneg.io import ensure_dir, read_json, write_bytes, write_text
 from hardneg.markdown import md_table
+from hardneg.mining.ensemble import split_ensemble
 from hardneg.mining.strategy import Abs, MarginPos, PercPos, Sampled, Shift, Top1Sampled, TopK, parse_strategy
 
 METHOD_NAMES = [("none", "In-batch negatives only"), ("topk", "Naive Top-K"), ("shift", "Top-K shifted by N"),
@@ -33,8 +35,6 @@ METHOD_NAMES = [("none", "In-batch negatives only"), ("topk", "Naive Top-K"), ("
 
 def method_of(strategy: str) -> tuple[str, str]:
     """(method key, parameter text) in the paper's terms: the last filter names the method, sampling adds to it."""
-    from hardneg.mining.ensemble import split_ensemble
-
     base, ens = split_ensemble(strategy)
     if ens is not None:
         return "ensemble", str(ens)[len("ensemble("):-1] + f" on {base}"
@@ -164,7 +164,11 @@ def _cell(row: dict, k: str) -> str:
 
 
 def _sig(row: dict, k: str) -> str:
-    v = row.get(k)
+    return _sig_of(row.get(k))
+
+
+def _sig_of(v: dict | None) -> str:
+    """A paired test result as ``+0.0123 (p=0.045)*``; empty for None."""
     if not v:
         return ""
     star = "*" if v["p"] < 0.05 else ""
@@ -221,6 +225,42 @@ def best_markdown(rows: list[dict]) -> str:
                       "test Recall@100"],
                      [[teacher, method, r["config"] or "–", _cell(r, "dev ndcg@10"), _cell(r, "test ndcg@10"),
                        _sig(r, "vs naive test"), _cell(r, "test recall@100")] for (teacher, method), r in best.items()])
+    return "\n".join(lines) + "\n"
+
+
+def teachers_markdown(rows: list[dict], records: list[dict], baseline: str = "topk(4)") -> str | None:
+    """The paper's Tables 1-2 shape: every filter that several teachers (or ensembles of them) ran, one row per
+    teacher, each tested against the reference teacher (the one that ran ``baseline``) on the same filter and
+    seeds. None when no filter was run by two teachers."""
+    ref = next((r["teacher"] for r in rows if r["strategy"] == baseline), None)
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)  # (student, filter) -> rows
+    for r in rows:
+        groups[(r["student"], split_ensemble(r["strategy"])[0])].append(r)
+    cells = defaultdict(list)  # (teacher, student, strategy) -> records
+    for rec in records:
+        p = rec["point"]
+        cells[(p["teacher"], p["student"], p["strategy"])].append(rec)
+    body = []
+    for (student, filt), grp in groups.items():
+        refrow = next((r for r in grp if r["teacher"] == ref and r["strategy"] == filt), None)
+        if refrow is None or len(grp) < 2:
+            continue
+        for r in [refrow] + [r for r in grp if r is not refrow]:
+            recs = cells[(r["teacher"], student, r["strategy"])]
+            ens = split_ensemble(r["strategy"])[1]
+            t = None if r is refrow else paired_over_seeds(cells[(ref, student, filt)], recs)
+            body.append([f"`{filt}`", r["teacher"] + (f" {ens}" if ens else ""), len(r["seeds"]),
+                         _cell(r, "dev ndcg@10"), _cell(r, "test ndcg@10"),
+                         "(reference)" if r is refrow else _sig_of(t), _cell(r, "test recall@100"),
+                         recs[0]["mining"].get("rows_empty", "–")])
+    if not body:
+        return None
+    lines = md_table(["filter", "teacher", "seeds", "dev nDCG@10", "test nDCG@10", f"vs teacher {ref} (same filter)",
+                      "test Recall@100", "rows empty"], body)
+    lines += ["", f"Teachers (and ensembles of them) that mined with the same filter, each against teacher {ref} on "
+              "that filter: mean per-query difference in test nDCG@10 over the seeds both ran (per-query values "
+              "averaged over seeds), two-sided paired randomisation test over queries, 10,000 sign flips; "
+              "* p < 0.05. `rows empty`: train rows left without any hard negative."]
     return "\n".join(lines) + "\n"
 
 
@@ -372,6 +412,9 @@ def write_report(results: str | Path, out: str | Path, *, baseline: str = "topk(
     bases = base_metrics(records, unseen)
     files = {"table.md": table_markdown(rows, bases, len(unseen)), "table.csv": table_csv(rows),
              "best.md": best_markdown(rows), "mining.md": mining_markdown(records), "cost.md": cost_markdown(records)}
+    teachers = teachers_markdown(rows, records, baseline)
+    if teachers is not None:
+        files["teachers.md"] = teachers
     for name, text in files.items():
         write_text(out / name, text)
     written = list(files) + plot_sweeps(rows, out) + plot_scores(records, out)

@@ -415,8 +415,8 @@ def fit(rows: Sequence[dict[str, Any]], cfg: TrainConfig, out_dir: Path, *, prog
             dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps a GPU
             fp16=False,
             bf16=use_bf16(cfg),
-            gradient_checkpointing=cfg.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+            activation_checkpointing=cfg.gradient_checkpointing,
+            activation_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         )
         trainer = _Trainer(
             model=model, args=args, train_dataset=_dataset(prep),
