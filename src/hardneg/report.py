@@ -335,12 +335,14 @@ def plot_sweeps(rows: list[dict], out: Path) -> list[str]:
             if pts:
                 pts.sort()
                 x, y, sd = zip(*pts)
-                ax.errorbar(x, y, yerr=[0 if math.isnan(s) else s for s in sd], marker="o", capsize=3, label=t)
+                ax.errorbar(x, y, yerr=[0 if math.isnan(s) else s for s in sd], marker="o", capsize=3, label=t,
+                            color=f"C{teachers.index(t)}")  # one colour per teacher across the panels
         ax.set_title(method)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test nDCG@10 (mean ± sd over seeds)")
-    axes[-1].legend(fontsize=7)
+    legend = {lab: h for ax in axes for h, lab in zip(*ax.get_legend_handles_labels())}  # every panel's teachers
+    axes[-1].legend(legend.values(), legend.keys(), fontsize=7)
     fig.tight_layout()
     _savefig(fig, out / "fig1_sweeps.png")
     plt.close(fig)
