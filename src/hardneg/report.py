@@ -248,10 +248,9 @@ def teachers_markdown(rows: list[dict], records: list[dict], baseline: str = "to
         for r in [refrow] + [r for r in grp if r is not refrow]:
             recs = cells[(r["teacher"], student, r["strategy"])]
             ens = split_ensemble(r["strategy"])[1]
-            t = None if r is refrow else paired_over_seeds(cells[(ref, student, filt)], recs)
+            vs = "(reference)" if r is refrow else _sig_of(paired_over_seeds(cells[(ref, student, filt)], recs))
             body.append([f"`{filt}`", r["teacher"] + (f" {ens}" if ens else ""), len(r["seeds"]),
-                         _cell(r, "dev ndcg@10"), _cell(r, "test ndcg@10"),
-                         "(reference)" if r is refrow else _sig_of(t), _cell(r, "test recall@100"),
+                         _cell(r, "dev ndcg@10"), _cell(r, "test ndcg@10"), vs, _cell(r, "test recall@100"),
                          recs[0]["mining"].get("rows_empty", "–")])
     if not body:
         return None
