@@ -103,7 +103,8 @@ def paired_over_seeds(a: list[dict], b: list[dict], qids: list[str] | None = Non
 
 
 def summarise(records: list[dict], unseen: list[str], baseline: str = "topk(4)") -> list[dict]:
-    """One row per (teacher, student, strategy): means/sds over seeds and the test against the baseline."""
+    """One row per (teacher, student, strategy): means/sds over seeds, the test against the baseline, and the
+    cell's records (by seed)."""
     groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for r in records:
         p = r["point"]
@@ -113,7 +114,7 @@ def summarise(records: list[dict], unseen: list[str], baseline: str = "topk(4)")
         recs = sorted(recs, key=lambda r: r["point"]["seed"])
         row: dict[str, Any] = {"teacher": teacher, "student": student, "strategy": strategy,
                                "method": dict(METHOD_NAMES)[method_of(strategy)[0]], "config": method_of(strategy)[1],
-                               "seeds": [r["point"]["seed"] for r in recs]}
+                               "seeds": [r["point"]["seed"] for r in recs], "records": recs}
         for split, metric in (("test", "ndcg@10"), ("test", "recall@100"), ("dev", "ndcg@10")):
             vals = [r["metrics"][split]["finetuned"][metric] for r in recs if split in r["metrics"]]
             if vals:
@@ -228,7 +229,7 @@ def best_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def teachers_markdown(rows: list[dict], records: list[dict], baseline: str = "topk(4)") -> str | None:
+def teachers_markdown(rows: list[dict], baseline: str = "topk(4)") -> str | None:
     """The paper's Tables 1-2 shape: every filter that several teachers (or ensembles of them) ran, one row per
     teacher, each tested against the reference teacher (the one that ran ``baseline``) on the same filter and
     seeds. None when no filter was run by two teachers."""
@@ -236,22 +237,17 @@ def teachers_markdown(rows: list[dict], records: list[dict], baseline: str = "to
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)  # (student, filter) -> rows
     for r in rows:
         groups[(r["student"], split_ensemble(r["strategy"])[0])].append(r)
-    cells = defaultdict(list)  # (teacher, student, strategy) -> records
-    for rec in records:
-        p = rec["point"]
-        cells[(p["teacher"], p["student"], p["strategy"])].append(rec)
     body = []
-    for (student, filt), grp in groups.items():
+    for (_, filt), grp in groups.items():
         refrow = next((r for r in grp if r["teacher"] == ref and r["strategy"] == filt), None)
         if refrow is None or len(grp) < 2:
             continue
         for r in [refrow] + [r for r in grp if r is not refrow]:
-            recs = cells[(r["teacher"], student, r["strategy"])]
             ens = split_ensemble(r["strategy"])[1]
-            vs = "(reference)" if r is refrow else _sig_of(paired_over_seeds(cells[(ref, student, filt)], recs))
+            vs = "(reference)" if r is refrow else _sig_of(paired_over_seeds(refrow["records"], r["records"]))
             body.append([f"`{filt}`", r["teacher"] + (f" {ens}" if ens else ""), len(r["seeds"]),
                          _cell(r, "dev ndcg@10"), _cell(r, "test ndcg@10"), vs, _cell(r, "test recall@100"),
-                         recs[0]["mining"].get("rows_empty", "–")])
+                         r["records"][0]["mining"].get("rows_empty", "–")])
     if not body:
         return None
     lines = md_table(["filter", "teacher", "seeds", "dev nDCG@10", "test nDCG@10", f"vs teacher {ref} (same filter)",
@@ -413,7 +409,7 @@ def write_report(results: str | Path, out: str | Path, *, baseline: str = "topk(
     bases = base_metrics(records, unseen)
     files = {"table.md": table_markdown(rows, bases, len(unseen)), "table.csv": table_csv(rows),
              "best.md": best_markdown(rows), "mining.md": mining_markdown(records), "cost.md": cost_markdown(records)}
-    teachers = teachers_markdown(rows, records, baseline)
+    teachers = teachers_markdown(rows, baseline)
     if teachers is not None:
         files["teachers.md"] = teachers
     for name, text in files.items():

@@ -175,7 +175,8 @@ def trap_table(results: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, 
     rows = list(results.values()) if isinstance(results, Mapping) else list(results)
     body = [[f"`{r['strategy']}`", f"{r['trap_rows']:,} / {r['rows']:,}", _pct(r["exposure"]),
              _pct(r["exposure_top_n"]), _pct(r["trap_recall"]), _pct(r["rows_with_trap"]), _pct(r["trap_share"]),
-             _pct(r["trap_share_all"]), _pct(r["real_kept"]), "n/a" if r.get("negatives_per_row") is None else f"{r['negatives_per_row']:.2f}"]
+             _pct(r["trap_share_all"]), _pct(r["real_kept"]),
+             "n/a" if r.get("negatives_per_row") is None else f"{r['negatives_per_row']:.2f}"]
             for r in rows]
     lines = md_table(["strategy", "trap rows", "exposure@depth", "traps in naive top-n", "trap recall",
                       "rows with >=1 trap", "trap share of negs (trap rows)", "trap share (all rows)", "real negs kept",
