@@ -237,23 +237,15 @@ def fit_stage(data: Sequence[StageData], cfg: Any, extras: LLMTrainExtras, out_d
     (and, being a prompt, is masked too). Output: a sentence-transformers folder at ``out_dir`` with
     ``train_config.json`` (including weight hashes before/after), ``loss_curve.json`` and ``loss_curve.png``.
     """
-    import shutil
-
-    import torch
     import transformers
     from datasets import Dataset, DatasetDict, DatasetInfo
     from sentence_transformers.base.sampler import MultiDatasetBatchSamplers
-    from sentence_transformers.sentence_transformer import (
-        SentenceTransformerDataCollator,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from hardneg.io import atomic_path
     from hardneg.llm.decoder import describe, weights_digest
     from hardneg.train.losses import build_loss
-    from hardneg.train.trainer import _jsonable, _loss_curve, _versions, merge_lora, prepare_rows, write_records
+    from hardneg.train.trainer import (_jsonable, _loss_curve, _Trainer, _versions, make_collator, prepare_rows,
+                                       run_trainer, save_student, training_arguments, write_records)
 
     out_dir = Path(out_dir)
     if not data:
@@ -304,66 +296,27 @@ def fit_stage(data: Sequence[StageData], cfg: Any, extras: LLMTrainExtras, out_d
                          "prompt_tokens": p_len,
                          "loss": type(losses[d.name]).__name__, **prep.stats()}
     columns = list(next(iter(datasets.values())).column_names)
-    task_of = {c: ("query" if c == "anchor" else "document") for c in columns}
-    collator = SentenceTransformerDataCollator(
-        preprocess_fn=model.preprocess, router_mapping=task_of, prompts=prompts,
-        max_length={"query": cfg.query_max_length, "document": cfg.doc_max_length})
-
-    class _Trainer(SentenceTransformerTrainer):
-        def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
-            pass
+    collator = make_collator(model, cfg, columns, prompts)
 
     with atomic_path(out_dir, is_dir=True) as tmp:
         work = tmp / "logs"
-        args = SentenceTransformerTrainingArguments(
-            output_dir=str(work),
-            num_train_epochs=cfg.epochs,
-            max_steps=cfg.max_steps if cfg.max_steps is not None else -1,
-            per_device_train_batch_size=cfg.batch_size,
-            gradient_accumulation_steps=cfg.grad_accum,
-            learning_rate=cfg.learning_rate,
-            warmup_steps=cfg.warmup_steps if cfg.warmup_steps is not None else cfg.warmup_ratio,
-            weight_decay=cfg.weight_decay,
+        args = training_arguments(
+            cfg, work, collator, progress=progress, checkpointing=extras.gradient_checkpointing, bf16=precision.bf16,
             optim=extras.optimizer,
             lr_scheduler_type=extras.lr_scheduler,
-            seed=cfg.seed,
-            data_seed=cfg.seed,
             batch_sampler=_kind_batch_sampler(cfg.in_batch_negatives),
             multi_dataset_batch_sampler=(MultiDatasetBatchSamplers.PROPORTIONAL if extras.sampler == "proportional"
                                          else MultiDatasetBatchSamplers.ROUND_ROBIN),
-            prompts=prompts,
-            router_mapping=task_of,
-            activation_checkpointing=extras.gradient_checkpointing,
-            activation_checkpointing_kwargs={"use_reentrant": False} if extras.gradient_checkpointing else None,
-            bf16=precision.bf16,
-            fp16=False,
-            logging_strategy="steps",
-            logging_steps=1,
-            save_strategy="no",
-            eval_strategy="no",
-            report_to=list(cfg.report_to) if cfg.report_to else "none",
-            disable_tqdm=not progress,
-            dataloader_num_workers=0,
-            dataloader_pin_memory=torch.cuda.is_available(),
-        )
+            eval_strategy="no")
         trainer = _Trainer(model=model, args=args, train_dataset=DatasetDict(datasets), loss=losses,
                            data_collator=collator)
-        if not progress:
-            trainer.remove_callback(PrinterCallback)
-            trainer.remove_callback(ProgressCallback)
-        t0 = time.perf_counter()
-        result = trainer.train()
-        seconds = time.perf_counter() - t0
+        result, seconds = run_trainer(trainer, progress)
         hf = model.transformers_model
         checkpointing = bool(getattr(hf, "is_activation_checkpointing", None)
                              if hasattr(type(hf), "is_activation_checkpointing")
                              else getattr(hf, "is_gradient_checkpointing", False))
         curve = _loss_curve(trainer.state.log_history)
-        if cfg.lora:
-            merge_lora(model)
-        if not cfg.report_to:
-            shutil.rmtree(work, ignore_errors=True)
-        model.save(str(tmp), safe_serialization=True, create_model_card=False)
+        save_student(model, cfg, tmp, work)
         final = weights_digest(model) if extras.record_weight_hashes else None
         record = {
             "config": cfg.to_dict(),

@@ -341,15 +341,70 @@ def train(rows: Sequence[dict[str, Any]], cfg: TrainConfig, out_dir: Path, *, pr
     return fit(rows, cfg, out_dir, progress=progress, eval_rows=eval_rows).out_dir
 
 
-def make_collator(model: SentenceTransformer, cfg: TrainConfig, columns: Sequence[str]
-                  ) -> SentenceTransformerDataCollator:
-    """Collator that tokenizes anchors at ``query_max_length`` and documents at ``doc_max_length``, with prompts."""
+def make_collator(model: SentenceTransformer, cfg: TrainConfig, columns: Sequence[str],
+                  prompts: dict[str, Any] | None = None) -> SentenceTransformerDataCollator:
+    """Collator that tokenizes anchors at ``query_max_length`` and documents at ``doc_max_length``, with prompts
+    (``cfg``'s query/doc prompts by default; a multi-source stage passes its own, keyed by dataset name)."""
     # Columns are mapped to the tasks "query"/"document"; the collator's max_length is keyed by task, and the
     # Transformer module drops the task key before the forward pass (it only selects the length).
     task_of = {c: ("query" if c == "anchor" else "document") for c in columns}
     return SentenceTransformerDataCollator(
-        preprocess_fn=model.preprocess, router_mapping=task_of, prompts=_prompts(cfg, columns),
+        preprocess_fn=model.preprocess, router_mapping=task_of,
+        prompts=_prompts(cfg, columns) if prompts is None else prompts,
         max_length={"query": cfg.query_max_length, "document": cfg.doc_max_length})
+
+
+def training_arguments(cfg: TrainConfig, work: Path, collator: SentenceTransformerDataCollator, *, progress: bool,
+                       checkpointing: bool, bf16: bool, **extra: Any) -> SentenceTransformerTrainingArguments:
+    """The trainer arguments every hardneg training shares: ``cfg``'s schedule and seeds, a log entry per step,
+    no checkpoints (the stage folder is written once, atomically), no fp16; ``extra`` adds or overrides."""
+    common = dict(
+        output_dir=str(work),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps if cfg.max_steps is not None else -1,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        # transformers 5: a float < 1 is a ratio of the total steps, an int >= 1 a step count.
+        warmup_steps=cfg.warmup_steps if cfg.warmup_steps is not None else cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        prompts=collator.prompts,
+        router_mapping=collator.router_mapping,
+        logging_strategy="steps",
+        logging_steps=1,
+        save_strategy="no",
+        report_to=list(cfg.report_to) if cfg.report_to else "none",
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps a GPU
+        fp16=False,
+        bf16=bf16,
+        activation_checkpointing=checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+    )
+    return SentenceTransformerTrainingArguments(**{**common, **extra})
+
+
+def run_trainer(trainer: SentenceTransformerTrainer, progress: bool) -> tuple[Any, float]:
+    """Train (without the per-step printouts when ``progress`` is off); returns (the trainer's result, seconds)."""
+    if not progress:
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+    t0 = time.perf_counter()
+    result = trainer.train()
+    return result, time.perf_counter() - t0
+
+
+def save_student(model: SentenceTransformer, cfg: TrainConfig, tmp: Path, work: Path) -> None:
+    """Merge LoRA into the weights, drop the trainer's work folder (kept when a tracker reports to it) and save
+    the model as a sentence-transformers folder at ``tmp`` (no model card: it would embed training examples)."""
+    if cfg.lora:
+        merge_lora(model)
+    if not cfg.report_to:
+        shutil.rmtree(work, ignore_errors=True)
+    model.save(str(tmp), safe_serialization=True, create_model_card=False)
 
 
 def _prompts(cfg: TrainConfig, columns: Sequence[str]) -> dict[str, str] | None:
@@ -388,55 +443,21 @@ def fit(rows: Sequence[dict[str, Any]], cfg: TrainConfig, out_dir: Path, *, prog
 
     with atomic_path(out_dir, is_dir=True) as tmp:
         work = tmp / "logs"
-        args = SentenceTransformerTrainingArguments(
-            output_dir=str(work),
-            num_train_epochs=cfg.epochs,
-            max_steps=cfg.max_steps if cfg.max_steps is not None else -1,
-            per_device_train_batch_size=cfg.batch_size,
+        args = training_arguments(
+            cfg, work, collator, progress=progress, checkpointing=cfg.gradient_checkpointing, bf16=use_bf16(cfg),
             per_device_eval_batch_size=cfg.batch_size,
-            gradient_accumulation_steps=cfg.grad_accum,
-            learning_rate=cfg.learning_rate,
-            # transformers 5: a float < 1 is a ratio of the total steps, an int >= 1 a step count.
-            warmup_steps=cfg.warmup_steps if cfg.warmup_steps is not None else cfg.warmup_ratio,
-            weight_decay=cfg.weight_decay,
-            seed=cfg.seed,
-            data_seed=cfg.seed,
             batch_sampler=BatchSamplers.NO_DUPLICATES if cfg.in_batch_negatives else BatchSamplers.BATCH_SAMPLER,
-            prompts=collator.prompts,
-            router_mapping=collator.router_mapping,
-            logging_strategy="steps",
-            logging_steps=1,
-            save_strategy="no",
             eval_strategy="steps" if eval_prep is not None and cfg.eval_steps else "no",
-            eval_steps=cfg.eval_steps if eval_prep is not None else None,
-            report_to=list(cfg.report_to) if cfg.report_to else "none",
-            disable_tqdm=not progress,
-            dataloader_num_workers=0,
-            dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps a GPU
-            fp16=False,
-            bf16=use_bf16(cfg),
-            activation_checkpointing=cfg.gradient_checkpointing,
-            activation_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
-        )
+            eval_steps=cfg.eval_steps if eval_prep is not None else None)
         trainer = _Trainer(
             model=model, args=args, train_dataset=_dataset(prep),
             eval_dataset=_dataset(eval_prep) if eval_prep is not None else None,
             loss=loss, data_collator=collator)
-        if not progress:
-            trainer.remove_callback(PrinterCallback)
-            trainer.remove_callback(ProgressCallback)
-        t0 = time.perf_counter()
-        result = trainer.train()
-        seconds = time.perf_counter() - t0
+        result, seconds = run_trainer(trainer, progress)
         if eval_prep is not None and not cfg.eval_steps:
             trainer.evaluate()
         curve = _loss_curve(trainer.state.log_history)
-
-        if cfg.lora:
-            merge_lora(model)
-        if not cfg.report_to:
-            shutil.rmtree(work, ignore_errors=True)
-        model.save(str(tmp), safe_serialization=True, create_model_card=False)
+        save_student(model, cfg, tmp, work)
         record = {
             "config": cfg.to_dict(),
             "student_path": student_path,
