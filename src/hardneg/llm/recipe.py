@@ -174,16 +174,10 @@ def _kind_batch_sampler(in_batch_negatives: bool):
 
 
 def _add_lora(model: Any, cfg: Any) -> dict[str, Any]:
-    """LoRA adapters on the configured (or default) projections; base frozen, adapters in float32."""
-    import torch
-
+    """LoRA adapters on the configured (or default decoder) projections, checked to exist in the model."""
     from hardneg.llm.decoder import lora_targets
+    from hardneg.train.trainer import add_lora
 
-    try:
-        from peft import LoraConfig
-    except ImportError:
-        raise HardnegError("LoRA needs the peft package", where="train config",
-                           fix='pip install "peft>=0.11"  (or: pip install "hardneg[lora]")') from None
     wanted = tuple(cfg.lora_target_modules) if cfg.lora_target_modules else DEFAULT_LORA_TARGETS
     targets = lora_targets(model, wanted)
     missing = sorted(set(wanted) - set(targets))
@@ -191,16 +185,7 @@ def _add_lora(model: Any, cfg: Any) -> dict[str, Any]:
         raise HardnegError(f"LoRA target modules not found in the student: {', '.join(missing or wanted)}",
                            where="train config", fix="set lora target_modules to Linear layer names of the model, "
                                                      f"e.g. {list(DEFAULT_LORA_TARGETS)}")
-    model.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                 target_modules=list(targets), bias="none"))
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    for p in trainable:  # AdamW on bf16 adapters would lose most small updates
-        if p.dtype != torch.float32:
-            p.data = p.data.float()
-    n_train = sum(p.numel() for p in trainable)
-    return {"target_modules": list(targets), "rank": cfg.lora_rank, "alpha": cfg.lora_alpha,
-            "dropout": cfg.lora_dropout, "trainable_params": n_train,
-            "total_params": sum(p.numel() for p in model.parameters()), "merged": True}
+    return add_lora(model, cfg, targets)
 
 
 def _load_student(path: str, precision: Precision, extras: LLMTrainExtras, cfg: Any) -> Any:

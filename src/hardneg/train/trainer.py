@@ -208,14 +208,15 @@ def use_bf16(cfg: TrainConfig) -> bool:
     return bool(cfg.bf16) and ok
 
 
-def _add_lora(model: SentenceTransformer, cfg: TrainConfig) -> dict[str, Any]:
-    """Inject LoRA adapters (base weights frozen); returns what was done, for train_config.json."""
+def add_lora(model: SentenceTransformer, cfg: TrainConfig, targets: Sequence[str] | None = None) -> dict[str, Any]:
+    """Inject LoRA adapters (base weights frozen) on ``targets`` (default: ``cfg.lora_target_modules``, else
+    peft's default for the architecture); returns what was done, for train_config.json."""
     try:
         from peft import LoraConfig
     except ImportError:
         raise HardnegError("lora=true needs the peft package", where="train config",
                            fix='pip install "peft>=0.11"  (or: pip install "hardneg[lora]")') from None
-    target = list(cfg.lora_target_modules) if cfg.lora_target_modules else None
+    target = list(targets or cfg.lora_target_modules) or None
     try:
         model.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                      target_modules=target, bias="none"))
@@ -435,7 +436,7 @@ def fit(rows: Sequence[dict[str, Any]], cfg: TrainConfig, out_dir: Path, *, prog
 
     transformers.set_seed(cfg.seed)  # LoRA initialisation draws from the global RNG
     model, student_path = load_student(cfg)
-    lora_info = _add_lora(model, cfg) if cfg.lora else None
+    lora_info = add_lora(model, cfg) if cfg.lora else None
     loss = build_loss(model, cfg)
 
     columns = list(prep.columns)
