@@ -77,6 +77,11 @@ class EncoderSpec:
         if self.trust_remote_code and parse_hash_alias(self.model) is not None:
             object.__setattr__(self, "trust_remote_code", False)  # no code to trust: keep one canonical form
 
+    def output_settings(self, max_seq_length: int) -> dict[str, Any]:
+        """The settings besides the weights that change the vectors (part of every encoder's fingerprint)."""
+        return {"normalize": self.normalize, "max_seq_length": max_seq_length, "query_prompt": self.query_prompt,
+                "doc_prompt": self.doc_prompt, "dtype": self.dtype, "backend": self.backend}
+
     def prompt(self, kind: Kind) -> str:
         """The prompt prepended to texts of ``kind``."""
         if kind == "query":
@@ -292,13 +297,8 @@ class STEncoder:
     def fingerprint(self) -> str:
         """Hex identity of weights, modules/pooling/tokenizer files, normalisation, truncation, prompts, dtype."""
         if self._fingerprint is None:
-            s = self.spec
-            self._fingerprint = stable_hash({
-                "encoder": "sentence-transformers", "model": self._weights_identity(),
-                "normalize": s.normalize, "max_seq_length": self.max_seq_length,
-                "query_prompt": s.query_prompt, "doc_prompt": s.doc_prompt,
-                "dtype": s.dtype, "backend": s.backend,
-            }, n=32)
+            self._fingerprint = stable_hash({"encoder": "sentence-transformers", "model": self._weights_identity(),
+                                             **self.spec.output_settings(self.max_seq_length)}, n=32)
         return self._fingerprint
 
     def encode(self, texts: Sequence[str], kind: Kind, *, progress: bool = True) -> np.ndarray:

@@ -78,14 +78,10 @@ class OnnxEncoder:
     def fingerprint(self) -> str:
         """Hex identity of the ONNX weights, tokenizer, pooling, truncation, prompts, normalisation, dtype."""
         if self._fingerprint is None:
-            s = self.spec
             self._fingerprint = stable_hash({
                 "encoder": "onnx", "weights": memo_sha256(self.model_path),
                 "tokenizer": sha256_file(self.tokenizer_path), "pooling": "mean",
-                "normalize": s.normalize, "max_seq_length": self.max_seq_length,
-                "query_prompt": s.query_prompt, "doc_prompt": s.doc_prompt,
-                "dtype": s.dtype, "backend": s.backend,
-            }, n=32)
+                **self.spec.output_settings(self.max_seq_length)}, n=32)
         return self._fingerprint
 
     def encode(self, texts: Sequence[str], kind: Kind, *, progress: bool = True) -> np.ndarray:
