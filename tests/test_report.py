@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from hardneg.report import method_of, read_results, summarise, write_report
+from hardneg.report import method_of, read_results, summarise, unsampled, write_report
 
 QIDS = [f"q{i}" for i in range(20)]
 
@@ -48,6 +48,19 @@ def test_method_names():
     assert method_of("percpos(0.95)+sampled(10,4)") == ("sampled", "k=10")
     assert method_of("marginpos(0.05,ref=row)+topk(4)") == ("marginpos", "0.05 ref=row")
     assert method_of("none") == ("none", "")
+
+
+def test_fig2_reference_is_the_same_filter_without_sampling(results, tmp_path):
+    assert unsampled("percpos(0.95)+sampled(10,4)") == "percpos(0.95)+topk(4)"
+    assert unsampled("percpos(0.95)+top1+sampled(30,4)") == "percpos(0.95)+topk(4)"
+    assert unsampled("marginpos(0.05)+shift(3)+sampled(20,2,0.5)") == "shift(3)+marginpos(0.05)+topk(2)"
+    assert unsampled("percpos(0.95)+topk(4)") is None and unsampled("none") is None
+    assert unsampled("topk(4)+ensemble(intra,dedup)") is None
+    assert "fig2_sampled.png" not in write_report(results, tmp_path / "no-sampling")
+    recs = read_results(results) + [_record("percpos(0.95)+sampled(10,4)", 0, [0.55] * 20, dev=0.5)]
+    path = tmp_path / "with-sampling.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert "fig2_sampled.png" in write_report(path, tmp_path / "sampling")
 
 
 def test_summary_numbers_by_hand(results):

@@ -15,6 +15,7 @@ import json
 import math
 import re
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,15 @@ def method_of(strategy: str) -> tuple[str, str]:
     if getattr(f, "ref", "min") != "min":
         param += f" ref={f.ref}"
     return type(f).__name__.lower(), param
+
+
+def unsampled(strategy: str) -> str | None:
+    """The same filters keeping the top n instead of sampling n of the top k (Fig. 2's reference): for
+    ``percpos(0.95)+top1+sampled(10,4)`` it is ``percpos(0.95)+topk(4)``; None for a strategy that does not sample."""
+    if split_ensemble(strategy)[1] is not None:
+        return None
+    st = parse_strategy(strategy)
+    return str(replace(st, selector=TopK(st.selector.n))) if st.is_sampled else None
 
 
 def read_results(path: str | Path) -> list[dict]:
@@ -351,6 +361,14 @@ def plot_sweeps(rows: list[dict], out: Path) -> list[str]:
                          if r["teacher"] == t and r["method"] == method)
             x, y, sd = zip(*pts)
             ax.errorbar(x, y, yerr=[0 if math.isnan(s) else s for s in sd], marker="o", capsize=3, label=f"{method} ({t})")
+        # Reference: the same filter keeping its top n without sampling (the paper's Fig. 2 compares with it).
+        refs = {(r["teacher"], unsampled(r["strategy"])) for r in samp}
+        for r in rows:
+            if (r["teacher"], r["strategy"]) in refs and "test ndcg@10" in r:
+                y, sd = r["test ndcg@10"]
+                line = ax.axhline(y, ls="--", lw=1, color="grey", label=f"{r['strategy']}, no sampling ({r['teacher']})")
+                if not math.isnan(sd):
+                    ax.axhspan(y - sd, y + sd, color=line.get_color(), alpha=0.12, lw=0)
         ax.set_xlabel("k (sample 4 of the top-k survivors)")
         ax.set_ylabel("test nDCG@10")
         ax.grid(alpha=0.3)
