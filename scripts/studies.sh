@@ -31,7 +31,8 @@ fi
 # Points are run in priority order (each slice resumes; later slices skip what earlier ones finished): the
 # false-negative study at seed 0 (rates 0.3, 0.6), the four strategies it shares with the main study at seeds 0
 # and 1 (rate 0), the false-negative study at seed 1, the teachers and ensembles at seed 0, the shared four at
-# seed 2, the teachers and ensembles at every seed, the whole seed-0 sweep, then everything else.
+# seed 2, the teachers and ensembles at every seed, the whole seed-0 sweep, the sampled top-k curve (k = 30, 100)
+# at seed 0, then everything else.
 CORE=(--strategy "topk(4)" --strategy "percpos(0.95)+topk(4)" --strategy "marginpos(0.05)+topk(4)" --strategy "shift(10)+topk(4)")
 ab() { nice -n 5 $HN ablate "$@" >> "$R/$(basename "$1" .toml).log" 2>&1; }
 for r in 30 60; do
@@ -46,4 +47,5 @@ ab configs/ablate-scifact.toml "${CORE[@]}"
 ab configs/ablate-scifact-teachers.toml
 ab configs/ablate-scifact-ensembles.toml
 ab configs/ablate-scifact.toml --seed 0
-for c in ablate-scifact ablate-scifact-teachers ablate-scifact-ensembles; do ab "configs/$c.toml"; done
+ab configs/ablate-scifact-sampling.toml --seed 0
+for c in ablate-scifact ablate-scifact-teachers ablate-scifact-ensembles ablate-scifact-sampling; do ab "configs/$c.toml"; done

@@ -96,3 +96,30 @@ def test_ablate_records_trap_rates_on_injected_data(tmp_path, capsys):
     assert code == 0, err
     rec = json.loads((tmp_path / "out2" / "results.jsonl").read_text())
     assert 0 < rec["mining"]["traps"]["traps"] < recs["topk(2)"]["mining"]["traps"]["traps"]
+
+
+def test_committed_study_configs_sharing_a_results_folder_share_one_recipe():
+    """The teacher, ensemble and sampling studies append to the main SciFact results: one table is fair only if
+    every config writing there trains and evaluates the same way (only the grid's own axes may differ)."""
+    from collections import defaultdict
+    from pathlib import Path
+
+    from hardneg.experiments.ablate import load_ablation
+
+    root = Path(__file__).resolve().parents[1]
+    by_out: dict[str, list[tuple[str, dict]]] = defaultdict(list)
+    for path in sorted((root / "configs").glob("*.toml")):
+        if "[grid]" not in path.read_text(encoding="utf-8"):
+            continue  # a single-run config (hardneg run / recipe)
+        base, _ = load_ablation(path)
+        recipe = base.to_dict()
+        for section, key in (("teacher", "model"), ("mine", "strategy"), ("mine", "seed"), ("train", "student"),
+                             ("train", "seed")):  # set per grid point
+            recipe[section].pop(key)
+        by_out[base.run.out].append((path.name, recipe))
+    shared = {out: cfgs for out, cfgs in by_out.items() if len(cfgs) > 1}
+    assert any(len(cfgs) >= 4 for cfgs in shared.values())  # the main grid + teachers, ensembles, sampling
+    for out, cfgs in shared.items():
+        first_name, first = cfgs[0]
+        for name, recipe in cfgs[1:]:
+            assert recipe == first, f"{name} and {first_name} both write {out} with different recipes"

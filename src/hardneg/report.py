@@ -369,6 +369,7 @@ def plot_sweeps(rows: list[dict], out: Path) -> list[str]:
                 line = ax.axhline(y, ls="--", lw=1, color="grey", label=f"{r['strategy']}, no sampling ({r['teacher']})")
                 if not math.isnan(sd):
                     ax.axhspan(y - sd, y + sd, color=line.get_color(), alpha=0.12, lw=0)
+        ax.set_xticks(sorted({float(r["config"].split("=")[1]) for r in samp}))
         ax.set_xlabel("k (sample 4 of the top-k survivors)")
         ax.set_ylabel("test nDCG@10")
         ax.grid(alpha=0.3)
