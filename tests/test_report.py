@@ -112,18 +112,20 @@ def test_markdown_cells_escape_pipes(tmp_path):
 
 
 def test_cost_counts_points_whose_training_was_not_timed(tmp_path):
-    """A point resumed after its train stage finished has no train timing: the cost note says how many, and
-    estimates them at the median of the timed ones (10, 20, 60 s -> median 20 s; 2 untimed -> about 40 s)."""
+    """A point resumed after its train stage finished carries the stage's own seconds (train_earlier), counted as
+    training; an older record without them is estimated at the median of the timed ones (10, 20, 60 s -> median
+    20 s; 2 untimed -> about 40 s)."""
     from hardneg.report import cost_markdown
 
-    recs = [_record("topk(4)", s, [0.5] * 20, dev=0.5) for s in range(5)]
+    recs = [_record("topk(4)", s, [0.5] * 20, dev=0.5) for s in range(6)]
     for r, t in zip(recs, (10.0, 20.0, 60.0)):
         r["timings"]["train"] = t
     for r in recs[3:]:
         del r["timings"]["train"]
+    recs[5]["timings"]["train_earlier"] = 7.0  # resumed, with the train stage's own seconds carried over
     cost = cost_markdown(recs)
-    assert "| train | 90 |" in cost
-    assert "training time of 2 of 5 points" in cost and "about 40 s more" in cost
+    assert "| train | 97 |" in cost
+    assert "training time of 2 of 6 points" in cost and "about 40 s more" in cost
 
 
 def test_teachers_table_by_hand(tmp_path):

@@ -30,6 +30,7 @@ def test_run_then_resume_skips_every_stage(setup, capsys, monkeypatch):
     assert stages == ["eval"] * 4 + ["mine", "train"]
     assert "ndcg@10" in out and "fine-tuned" in out
     first = (root / "out" / "results.json").read_bytes()
+    assert "train" in json.loads((root / "out" / "timings.json").read_text())
 
     import hardneg.experiments.run as runmod
 
@@ -42,6 +43,11 @@ def test_run_then_resume_skips_every_stage(setup, capsys, monkeypatch):
     code, _, err = run_cli(["run", str(cfg), "-q"], capsys)
     assert code == 0, err
     assert (root / "out" / "results.json").read_bytes() == first
+    # Nothing ran; the skipped train stage's own recorded seconds are carried over for the cost report.
+    timings = json.loads((root / "out" / "timings.json").read_text())
+    train_dir = next((root / "out" / "stages").glob("train-*"))
+    recorded = json.loads((train_dir / "train_config.json").read_text())["result"]["train_seconds"]
+    assert timings == {"train_earlier": round(recorded, 1)}
 
 
 def test_changing_a_train_setting_retrains_without_remining(setup, capsys, monkeypatch):

@@ -288,8 +288,10 @@ def cost_markdown(records: list[dict]) -> str:
     tot: dict[str, float] = defaultdict(float)
     for r in records:
         for k, v in r.get("timings", {}).items():
-            if k in ("mine_encode", "mine_search", "train") or (k.startswith("evaluate_") and k.count("_") == 2):
-                kind = {"mine_encode": "teacher encode", "mine_search": "search (pool)", "train": "train"}.get(k, "evaluate")
+            if k in ("mine_encode", "mine_search", "train", "train_earlier") or (
+                    k.startswith("evaluate_") and k.count("_") == 2):
+                kind = {"mine_encode": "teacher encode", "mine_search": "search (pool)", "train": "train",
+                        "train_earlier": "train"}.get(k, "evaluate")
                 tot[kind] += v
             elif k == "mine":
                 tot["mine (strategies + files)"] += v - r["timings"].get("mine_encode", 0) - r["timings"].get(
@@ -301,12 +303,14 @@ def cost_markdown(records: list[dict]) -> str:
     if "teacher encode" not in tot:
         lines += ["", "The teacher's embeddings and candidate pool came from the cache (built by an earlier run with the "
                   "same teacher and data), so their cost is not in this study's records."]
+    # A point whose invocation was killed after training resumes at evaluation; its record carries the seconds the
+    # train stage stored (train_earlier), except records written before that was recorded: estimate those.
     trained = [r["timings"]["train"] for r in records if "train" in r.get("timings", {})]
-    untimed = sum("train" not in r.get("timings", {}) for r in records)
-    if untimed and trained:  # a point whose invocation was killed after training resumes at evaluation
+    untimed = sum(not {"train", "train_earlier"} & set(r.get("timings", {})) for r in records)
+    if untimed and trained:
         lines += ["", f"Not in the table: the training time of {untimed} of {len(records)} points, whose train stage "
-                  f"finished in an earlier invocation that was killed before evaluating (a record times only the "
-                  f"stages its invocation ran); at the median training time that is about "
+                  f"finished in an earlier invocation that was killed before evaluating, in records written before "
+                  f"the train stage's own time was carried over; at the median training time that is about "
                   f"{untimed * float(np.median(trained)):.0f} s more."]
     return "\n".join(lines) + "\n"
 

@@ -7,7 +7,8 @@ Layout under ``[run].out``::
     stages/train-<hash>/           the fine-tuned sentence-transformers folder (+ train_config, loss curve)
     stages/eval-<hash>/            metrics.json, per_query.json, run.trec of one (model, split)
     results.json                   base vs fine-tuned metrics per split (byte-stable)
-    timings.json                   wall time of each stage run in this invocation (skipped stages are absent)
+    timings.json                   wall time of each stage run in this invocation (skipped stages are absent,
+                                   except train_earlier: the training seconds a skipped train stage recorded)
 
 A stage's hash covers everything that determines its output (its own settings and its inputs' hashes), so
 changing a training setting retrains without re-mining, and a killed run resumes at the unfinished stage.
@@ -121,6 +122,8 @@ def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
         log.info("stage train: %s (%d rows, %s)", train_dir.name, len(rows), strategy)
         train(rows, tcfg, train_dir, progress=ctx.progress)
         timings["train"] = round(time.perf_counter() - t0, 1)
+    else:  # trained by an earlier (maybe killed) invocation: keep its cost visible to the cost report
+        timings["train_earlier"] = round(read_json(train_dir / "train_config.json")["result"]["train_seconds"], 1)
 
     # -- evaluate base and fine-tuned student on dev (selection) and test (report)
     res: dict = {"stages": {"mine": mine_dir.name, "train": train_dir.name}, "metrics": {}, "per_query": {},
