@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from hardneg.report import method_of, read_results, summarise, unsampled, write_report
+from hardneg.report import method_of, read_results, sampling_references, summarise, unsampled, write_report
 
 QIDS = [f"q{i}" for i in range(20)]
 
@@ -61,6 +61,14 @@ def test_fig2_reference_is_the_same_filter_without_sampling(results, tmp_path):
     path = tmp_path / "with-sampling.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     assert "fig2_sampled.png" in write_report(path, tmp_path / "sampling")
+    # The reference line: PercPos 95% top-4 (seeds 0.60 and 0.62 -> 0.61 ± 0.0141); none for a teacher without
+    # the plain filter.
+    rows = summarise(read_results(path), [])
+    (label, (y, sd)), = sampling_references(rows)
+    assert label == "percpos(0.95)+topk(4), no sampling (t)"
+    assert y == pytest.approx(0.61) and sd == pytest.approx(0.0141421356)
+    other = [dict(r, teacher="u") for r in rows if r["strategy"] == "percpos(0.95)+sampled(10,4)"]
+    assert sampling_references(other) == []
 
 
 def test_summary_numbers_by_hand(results):

@@ -364,3 +364,14 @@ def test_minilm_two_steps_on_scifact(tmp_path: Path) -> None:
     assert set(after) <= set(before)  # the hub file also stores the position_ids buffer
     assert any(not torch.equal(before[k], after[k]) for k in after)
     assert json.loads((out / "train_config.json").read_text())["result"]["steps"] == 2
+
+
+def test_lora_without_target_modules_uses_peft_default(tiny_student: Path, tmp_path: Path) -> None:
+    """No lora_target_modules (the CLI's --lora): peft picks the architecture's default, BERT's query and value."""
+    pytest.importorskip("peft")
+    from hardneg.train.trainer import fit
+
+    res = fit(fake_rows(8), tiny_cfg(tiny_student, lora=True, lora_rank=4, max_steps=1), tmp_path / "o",
+              progress=False)
+    assert res.record["lora"]["target_modules"] == ["query", "value"]
+    assert res.record["lora"]["trainable_params"] == 2 * 2 * (2 * 4 * 32)  # 2 layers x 2 modules x (A + B)

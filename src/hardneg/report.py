@@ -66,6 +66,15 @@ def unsampled(strategy: str) -> str | None:
     return str(replace(st, selector=TopK(st.selector.n))) if st.is_sampled else None
 
 
+def sampling_references(rows: list[dict]) -> list[tuple[str, tuple[float, float]]]:
+    """Fig. 2's reference lines: for each (teacher, student) row that samples, the row of the same filter keeping
+    its top n without sampling, as (label, test nDCG@10 (mean, sd)); strategies are compared in canonical form."""
+    canon = lambda st: str(parse_strategy(st)) if split_ensemble(st)[1] is None else st  # noqa: E731
+    refs = {(r["teacher"], r["student"], unsampled(r["strategy"])) for r in rows}  # None for rows that don't sample
+    return [(f"{r['strategy']}, no sampling ({r['teacher']})", r["test ndcg@10"]) for r in rows
+            if (r["teacher"], r["student"], canon(r["strategy"])) in refs and "test ndcg@10" in r]
+
+
 def read_results(path: str | Path) -> list[dict]:
     """Records of results.jsonl (a torn last line from a killed run is skipped)."""
     p = Path(path)
@@ -365,14 +374,10 @@ def plot_sweeps(rows: list[dict], out: Path) -> list[str]:
                          if r["teacher"] == t and r["method"] == method)
             x, y, sd = zip(*pts)
             ax.errorbar(x, y, yerr=[0 if math.isnan(s) else s for s in sd], marker="o", capsize=3, label=f"{method} ({t})")
-        # Reference: the same filter keeping its top n without sampling (the paper's Fig. 2 compares with it).
-        refs = {(r["teacher"], unsampled(r["strategy"])) for r in samp}
-        for r in rows:
-            if (r["teacher"], r["strategy"]) in refs and "test ndcg@10" in r:
-                y, sd = r["test ndcg@10"]
-                line = ax.axhline(y, ls="--", lw=1, color="grey", label=f"{r['strategy']}, no sampling ({r['teacher']})")
-                if not math.isnan(sd):
-                    ax.axhspan(y - sd, y + sd, color=line.get_color(), alpha=0.12, lw=0)
+        for label, (y, sd) in sampling_references(rows):
+            line = ax.axhline(y, ls="--", lw=1, color="grey", label=label)
+            if not math.isnan(sd):
+                ax.axhspan(y - sd, y + sd, color=line.get_color(), alpha=0.12, lw=0)
         ax.set_xticks(sorted({float(r["config"].split("=")[1]) for r in samp}))
         ax.set_xlabel("k (sample 4 of the top-k survivors)")
         ax.set_ylabel("test nDCG@10")

@@ -77,8 +77,9 @@ class EncoderSpec:
         if self.trust_remote_code and parse_hash_alias(self.model) is not None:
             object.__setattr__(self, "trust_remote_code", False)  # no code to trust: keep one canonical form
 
-    def output_settings(self, max_seq_length: int) -> dict[str, Any]:
-        """The settings besides the weights that change the vectors (part of every encoder's fingerprint)."""
+    def output_settings(self, max_seq_length: int | None) -> dict[str, Any]:
+        """The settings besides the weights that change the vectors (part of every encoder's fingerprint;
+        ``max_seq_length`` is the one the encoder resolved)."""
         return {"normalize": self.normalize, "max_seq_length": max_seq_length, "query_prompt": self.query_prompt,
                 "doc_prompt": self.doc_prompt, "dtype": self.dtype, "backend": self.backend}
 

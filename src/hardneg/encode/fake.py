@@ -41,11 +41,8 @@ class HashEncoder:
 
     def fingerprint(self) -> str:
         """Hex identity of everything that shapes the output vectors."""
-        s = self.spec
         return stable_hash({"encoder": "hash", "version": FAKE_VERSION, "dim": self.dim,
-                            "query_prompt": s.query_prompt, "doc_prompt": s.doc_prompt,
-                            "max_seq_length": s.max_seq_length, "normalize": s.normalize,
-                            "dtype": s.dtype, "backend": s.backend}, n=32)
+                            **self.spec.output_settings(self.spec.max_seq_length)}, n=32)
 
     def encode(self, texts: Sequence[str], kind: Literal["query", "doc"], *,
                progress: bool = True) -> np.ndarray:

@@ -122,8 +122,11 @@ def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
         log.info("stage train: %s (%d rows, %s)", train_dir.name, len(rows), strategy)
         train(rows, tcfg, train_dir, progress=ctx.progress)
         timings["train"] = round(time.perf_counter() - t0, 1)
-    else:  # trained by an earlier (maybe killed) invocation: keep its cost visible to the cost report
-        timings["train_earlier"] = round(read_json(train_dir / "train_config.json")["result"]["train_seconds"], 1)
+    else:  # trained by an earlier (maybe killed) invocation: keep its cost visible to the cost report. The stage
+        # recorded its training loop's seconds (model loading and saving add ~1 s on MiniLM).
+        earlier = read_json(train_dir / "train_config.json").get("result", {}).get("train_seconds")
+        if earlier is not None:
+            timings["train_earlier"] = round(earlier, 1)
 
     # -- evaluate base and fine-tuned student on dev (selection) and test (report)
     res: dict = {"stages": {"mine": mine_dir.name, "train": train_dir.name}, "metrics": {}, "per_query": {},

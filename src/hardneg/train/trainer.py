@@ -209,28 +209,30 @@ def use_bf16(cfg: TrainConfig) -> bool:
 
 
 def add_lora(model: SentenceTransformer, cfg: TrainConfig, targets: Sequence[str] | None = None) -> dict[str, Any]:
-    """Inject LoRA adapters (base weights frozen) on ``targets`` (default: ``cfg.lora_target_modules``, else
-    peft's default for the architecture); returns what was done, for train_config.json."""
+    """Inject LoRA adapters (base weights frozen) on ``targets`` (None: ``cfg.lora_target_modules``, and when that
+    is None too, peft's default for the architecture); returns what was done, for train_config.json."""
     try:
         from peft import LoraConfig
     except ImportError:
         raise HardnegError("lora=true needs the peft package", where="train config",
                            fix='pip install "peft>=0.11"  (or: pip install "hardneg[lora]")') from None
-    target = list(targets or cfg.lora_target_modules) or None
+    if targets is None and cfg.lora_target_modules:
+        targets = cfg.lora_target_modules
+    target = list(targets) if targets is not None else None  # None: peft picks by architecture
     try:
         model.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                      target_modules=target, bias="none"))
     except ValueError as exc:  # e.g. target modules not found in the model
         raise HardnegError(f"cannot add LoRA adapters: {exc}", where="train config",
-                           fix="set lora_target_modules to Linear module names of the student, "
-                               "e.g. ['query', 'value'] for BERT") from None
+                           fix="set lora_target_modules to Linear module names of the student, e.g. "
+                               "['query', 'value'] for BERT, ['q_proj', 'v_proj'] for Llama-style decoders") from None
     for p in model.parameters():  # adapters train in fp32 even on a bf16 base
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()
     peft_cfg = model.transformers_model.peft_config["default"]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    return {"target_modules": sorted(peft_cfg.target_modules), "rank": cfg.lora_rank, "alpha": cfg.lora_alpha,
+    return {"target_modules": target or sorted(peft_cfg.target_modules), "rank": cfg.lora_rank, "alpha": cfg.lora_alpha,
             "dropout": cfg.lora_dropout, "trainable_params": trainable, "total_params": total, "merged": True}
 
 
