@@ -232,7 +232,7 @@ def add_lora(model: SentenceTransformer, cfg: TrainConfig, targets: Sequence[str
     peft_cfg = model.transformers_model.peft_config["default"]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    return {"target_modules": target or sorted(peft_cfg.target_modules), "rank": cfg.lora_rank, "alpha": cfg.lora_alpha,
+    return {"target_modules": sorted(peft_cfg.target_modules), "rank": cfg.lora_rank, "alpha": cfg.lora_alpha,
             "dropout": cfg.lora_dropout, "trainable_params": trainable, "total_params": total, "merged": True}
 
 
