@@ -69,11 +69,11 @@ def unsampled(strategy: str) -> str | None:
 
 def sampling_references(rows: list[dict]) -> list[tuple[str, tuple[float, float]]]:
     """Fig. 2's reference lines: for each (teacher, student) row that samples, the row of the same filter keeping
-    its top n without sampling, as (label, test nDCG@10 (mean, sd)); strategies are compared in canonical form."""
-    canon = lambda st: str(parse_strategy(st)) if split_ensemble(st)[1] is None else st  # noqa: E731
+    its top n without sampling, as (label, test nDCG@10 (mean, sd)). Grid strategies are stored in canonical form
+    (``hardneg ablate`` writes ``str(parse_plan(...))``), the form ``unsampled`` returns."""
     refs = {(r["teacher"], r["student"], unsampled(r["strategy"])) for r in rows}  # None for rows that don't sample
     return [(f"{r['strategy']}, no sampling ({r['teacher']})", r["test ndcg@10"]) for r in rows
-            if (r["teacher"], r["student"], canon(r["strategy"])) in refs and "test ndcg@10" in r]
+            if (r["teacher"], r["student"], r["strategy"]) in refs and "test ndcg@10" in r]
 
 
 def read_results(path: str | Path) -> list[dict]:
@@ -294,15 +294,17 @@ def mining_markdown(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Timing keys of a record -> cost.md row (evaluate_<model>_<split> keys go to "evaluate"; "mine" is split below).
+COST_KINDS = {"mine_encode": "teacher encode", "mine_search": "search (pool)", "train": "train",
+              "train_earlier": "train"}
+
+
 def cost_markdown(records: list[dict]) -> str:
     tot: dict[str, float] = defaultdict(float)
     for r in records:
         for k, v in r.get("timings", {}).items():
-            if k in ("mine_encode", "mine_search", "train", "train_earlier") or (
-                    k.startswith("evaluate_") and k.count("_") == 2):
-                kind = {"mine_encode": "teacher encode", "mine_search": "search (pool)", "train": "train",
-                        "train_earlier": "train"}.get(k, "evaluate")
-                tot[kind] += v
+            if k in COST_KINDS or (k.startswith("evaluate_") and k.count("_") == 2):
+                tot[COST_KINDS.get(k, "evaluate")] += v
             elif k == "mine":
                 tot["mine (strategies + files)"] += v - r["timings"].get("mine_encode", 0) - r["timings"].get(
                     "mine_search", 0) - r["timings"].get("mine_load_model", 0) - r["timings"].get("mine_load_pool", 0)
@@ -369,17 +371,17 @@ def plot_sweeps(rows: list[dict], out: Path) -> list[str]:
 
     samp = [r for r in rows if r["method"] in ("Sampled Top-k", "Top-1 + sampled Top-k") and "test ndcg@10" in r]
     if samp:
+        k_of = lambda r: float(r["config"].split("=")[1])  # noqa: E731  config "k=10"
         fig, ax = plt.subplots(figsize=(5, 3.6))
         for (t, method) in sorted({(r["teacher"], r["method"]) for r in samp}):
-            pts = sorted((float(r["config"].split("=")[1]), *r["test ndcg@10"]) for r in samp
-                         if r["teacher"] == t and r["method"] == method)
+            pts = sorted((k_of(r), *r["test ndcg@10"]) for r in samp if r["teacher"] == t and r["method"] == method)
             x, y, sd = zip(*pts)
             ax.errorbar(x, y, yerr=[0 if math.isnan(s) else s for s in sd], marker="o", capsize=3, label=f"{method} ({t})")
         for label, (y, sd) in sampling_references(rows):
             line = ax.axhline(y, ls="--", lw=1, color="grey", label=label)
             if not math.isnan(sd):
                 ax.axhspan(y - sd, y + sd, color=line.get_color(), alpha=0.12, lw=0)
-        ax.set_xticks(sorted({float(r["config"].split("=")[1]) for r in samp}))
+        ax.set_xticks(sorted({k_of(r) for r in samp}))
         ax.set_xlabel("k (sample 4 of the top-k survivors)")
         ax.set_ylabel("test nDCG@10")
         ax.grid(alpha=0.3)
