@@ -71,6 +71,29 @@ def test_fig2_reference_is_the_same_filter_without_sampling(results, tmp_path):
     assert sampling_references(other) == []
 
 
+def test_sampling_table_by_hand(results, tmp_path):
+    """sampling.md: each sampled strategy against its plain top-n over the seeds both ran, with the hardest
+    negative's median score; absent when nothing samples."""
+    assert "sampling.md" not in write_report(results, tmp_path / "none")
+    sampled = _record("percpos(0.95)+sampled(10,4)", 0, [0.55] * 20, dev=0.5)
+    sampled["mining"] = dict(sampled["mining"], top1_neg_score={"q50": 0.45})
+    top1 = [_record("percpos(0.95)+top1+sampled(10,4)", seed, [0.6 + shift + (0.01 if i % 2 else -0.01)
+                                                             for i in range(20)], dev=0.5)
+            for seed, shift in ((0, 0.0), (1, 0.02))]
+    orphan = _record("abs(0.5)+sampled(10,4)", 0, [0.9] * 20, dev=0.5)  # no abs(0.5)+topk(4) in the grid
+    path = tmp_path / "with-sampling.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in read_results(results) + [sampled, *top1, orphan]))
+    assert "sampling.md" in write_report(path, tmp_path / "out")
+    rows = [ln for ln in (tmp_path / "out" / "sampling.md").read_text().splitlines() if ln.startswith("| t |")]
+    assert len(rows) == 2 and "abs(0.5)" not in "".join(rows)
+    # sampled ran seed 0 only: 0.55 vs PercPos 95%'s seed-0 0.60 on every query -> -0.0500, no flip as extreme
+    assert rows[0] == ("| t | Sampled Top-k | k=10 | `percpos(0.95)+sampled(10,4)` | 1 | 0.5500 | 0.450 | "
+                       "`percpos(0.95)+topk(4)` | 0.6100 ± 0.0141 | 0.500 | -0.0500 (p=0.000)* |")
+    # top-1 + sampled: the reference +/- 0.01 on alternate queries at both seeds -> mean difference 0, p = 1
+    assert rows[1].endswith("| 2 | 0.6100 ± 0.0141 | 0.500 | `percpos(0.95)+topk(4)` | 0.6100 ± 0.0141 | 0.500 | "
+                            "+0.0000 (p=1.000) |")
+
+
 def test_summary_numbers_by_hand(results):
     rows = {r["strategy"]: r for r in summarise(read_results(results), QIDS[:5])}
     pp = rows["percpos(0.95)+topk(4)"]

@@ -4,7 +4,8 @@ Outputs (all byte-stable for the same input): ``table.md``/``table.csv`` (every 
 seeds, paired randomisation test against the baseline, naive top-k unless ``--baseline`` says otherwise),
 ``best.md`` (best setting per method chosen on dev, reported on test, like the paper's Table 3), ``teachers.md``
 (when several teachers or ensembles ran the same filter: each against the reference teacher, like the paper's
-Tables 1-2), ``mining.md`` (per-filter statistics), ``cost.md`` (wall time by stage), and figures
+Tables 1-2), ``sampling.md`` (when the grid samples: each sampled strategy against the same filter's plain
+top-n, the paper's Fig. 2 as a table), ``mining.md`` (per-filter statistics), ``cost.md`` (wall time by stage), and figures
 ``fig1_sweeps.png``, ``fig4_scores.png``, and ``fig2_sampled.png`` when the grid has sampled strategies (test
 nDCG@10 against k, with the same filter's plain top-n as a reference line).
 """
@@ -67,13 +68,19 @@ def unsampled(strategy: str) -> str | None:
     return str(replace(st, selector=TopK(st.selector.n))) if st.is_sampled else None
 
 
+def sampling_pairs(rows: list[dict]) -> list[tuple[dict, dict]]:
+    """(sampled row, reference row) for every row that samples and whose (teacher, student) also ran the same
+    filter keeping its top n. Grid strategies are stored in canonical form (``hardneg ablate`` writes
+    ``str(parse_plan(...))``), the form ``unsampled`` returns."""
+    by = {(r["teacher"], r["student"], r["strategy"]): r for r in rows}
+    return [(r, by[k]) for r in rows if (k := (r["teacher"], r["student"], unsampled(r["strategy"]))) in by]
+
+
 def sampling_references(rows: list[dict]) -> list[tuple[str, tuple[float, float]]]:
-    """Fig. 2's reference lines: for each (teacher, student) row that samples, the row of the same filter keeping
-    its top n without sampling, as (label, test nDCG@10 (mean, sd)). Grid strategies are stored in canonical form
-    (``hardneg ablate`` writes ``str(parse_plan(...))``), the form ``unsampled`` returns."""
-    refs = {(r["teacher"], r["student"], unsampled(r["strategy"])) for r in rows}  # None for rows that don't sample
+    """Fig. 2's reference lines: each row some sampled row is compared with, as (label, test nDCG@10 (mean, sd))."""
+    refs = {id(ref) for _, ref in sampling_pairs(rows)}
     return [(f"{r['strategy']}, no sampling ({r['teacher']})", r["test ndcg@10"]) for r in rows
-            if (r["teacher"], r["student"], r["strategy"]) in refs and "test ndcg@10" in r]
+            if id(r) in refs and "test ndcg@10" in r]
 
 
 def read_results(path: str | Path) -> list[dict]:
@@ -279,14 +286,37 @@ def teachers_markdown(rows: list[dict], baseline: str = "topk(4)") -> str | None
     return "\n".join(lines) + "\n"
 
 
+def _q50(quantiles: dict | None) -> str:
+    """The median of a mining-statistics quantile dict; "–" when there was nothing to measure."""
+    return "–" if not quantiles or quantiles.get("q50") is None else f"{quantiles['q50']:.3f}"
+
+
+def sampling_markdown(rows: list[dict]) -> str | None:
+    """Fig. 2 as a table: each sampled strategy against the same filter keeping its top n (same teacher and
+    student), tested over the seeds both ran, with the median score of the hardest negative each one trains on
+    (first seed's mining). None when no sampled strategy has its reference in the grid."""
+    q50 = lambda row: _q50(row["records"][0]["mining"].get("top1_neg_score"))  # noqa: E731
+    body = [[r["teacher"], r["method"], r["config"], f"`{r['strategy']}`", len(r["seeds"]), _cell(r, "test ndcg@10"),
+             q50(r), f"`{ref['strategy']}`", _cell(ref, "test ndcg@10"), q50(ref),
+             _sig_of(paired_over_seeds(ref["records"], r["records"]))] for r, ref in sampling_pairs(rows)]
+    if not body:
+        return None
+    lines = md_table(["teacher", "method", "config", "strategy", "seeds", "test nDCG@10", "hardest neg q50",
+                      "without sampling", "its test nDCG@10", "its hardest neg q50", "sampled vs without"], body)
+    lines += ["", "`sampled vs without`: mean per-query difference in test nDCG@10 of the sampled strategy against "
+              "the same filter keeping its top n, over the seeds both ran (per-query values averaged over seeds), "
+              "two-sided paired randomisation test over queries, 10,000 sign flips; * p < 0.05. `hardest neg q50`: "
+              "median teacher score of each row's highest-scoring selected negative (mining of the first seed)."]
+    return "\n".join(lines) + "\n"
+
+
 def mining_markdown(records: list[dict]) -> str:
     seen: dict[tuple[str, str], dict] = {}
     for r in records:
         seen.setdefault((r["point"]["teacher"], r["point"]["strategy"]), r["mining"])
-    q = lambda d: "–" if not d or d.get("q50") is None else f"{d['q50']:.3f}"  # noqa: E731
     body = [[teacher, f"`{strategy}`", s["rows"], s["rows_short"], s["rows_empty"],
              ", ".join(f"{k}: {v:.1f}" for k, v in s.get("removed_per_row", {}).items()) or "–",
-             q(s.get("pos_score")), q(s.get("top1_neg_score")), q(s.get("pos_minus_top1_neg")),
+             _q50(s.get("pos_score")), _q50(s.get("top1_neg_score")), _q50(s.get("pos_minus_top1_neg")),
              s.get("top1_neg_above_pos", "–")]
             for (teacher, strategy), s in sorted(seen.items(), key=lambda kv: _sort_key((kv[0][0], "", kv[0][1])))]
     lines = md_table(["teacher", "strategy", "rows", "short of n", "empty", "removed per row (by filter)", "pos q50",
@@ -440,9 +470,9 @@ def write_report(results: str | Path, out: str | Path, *, baseline: str = "topk(
     bases = base_metrics(records, unseen)
     files = {"table.md": table_markdown(rows, bases, len(unseen)), "table.csv": table_csv(rows),
              "best.md": best_markdown(rows), "mining.md": mining_markdown(records), "cost.md": cost_markdown(records)}
-    teachers = teachers_markdown(rows, baseline)
-    if teachers is not None:
-        files["teachers.md"] = teachers
+    for name, text in (("teachers.md", teachers_markdown(rows, baseline)), ("sampling.md", sampling_markdown(rows))):
+        if text is not None:
+            files[name] = text
     for name, text in files.items():
         write_text(out / name, text)
     written = list(files) + plot_sweeps(rows, out) + plot_scores(records, out)
