@@ -5,9 +5,9 @@ seeds, paired randomisation test against the baseline, naive top-k unless ``--ba
 ``best.md`` (best setting per method chosen on dev, reported on test, like the paper's Table 3), ``teachers.md``
 (when several teachers or ensembles ran the same filter: each against the reference teacher, like the paper's
 Tables 1-2), ``sampling.md`` (when the grid samples: each sampled strategy against the same filter's plain
-top-n, the paper's Fig. 2 as a table), ``mining.md`` (per-filter statistics), ``cost.md`` (wall time by stage), and figures
-``fig1_sweeps.png``, ``fig4_scores.png``, and ``fig2_sampled.png`` when the grid has sampled strategies (test
-nDCG@10 against k, with the same filter's plain top-n as a reference line).
+top-n, the paper's Fig. 2 as a table), ``mining.md`` (per-filter statistics), ``cost.md`` (wall time by stage),
+and figures ``fig1_sweeps.png``, ``fig4_scores.png``, and ``fig2_sampled.png`` when the grid has sampled
+strategies (test nDCG@10 against k, with the same filter's plain top-n as a reference line).
 """
 from __future__ import annotations
 
