@@ -17,3 +17,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet -e ".[dev,onnx,lora,faiss,ray,tensorboard]"
   echo "$want" > "$stamp"
 fi
+bash scripts/install_browser.sh   # headless Chromium (Debian package) for tests/test_browse.py

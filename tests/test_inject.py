@@ -14,6 +14,7 @@ from hardneg.data.inject import (MANIFEST, InjectedDoc, Manifest, inject_false_n
                                  load_manifest, split_sentences, strip_injected, transform_doc, verify_injected)
 from hardneg.encode.encoder import EncoderSpec
 from hardneg.errors import HardnegError
+from hardneg.io import OUTPUT_MARKER
 from hardneg.mining.pipeline import get_pool
 from hardneg.mining.select import apply_strategy
 from hardneg.mining.strategy import parse_strategy
@@ -80,7 +81,7 @@ def test_copied_files_are_byte_identical(tiny_beir: Path, tmp_path: Path):
         assert (out / rel).read_bytes() == (tiny_beir / rel).read_bytes(), rel
     src_corpus = (tiny_beir / "corpus.jsonl").read_bytes()
     assert (out / "corpus.jsonl").read_bytes().startswith(src_corpus)
-    assert sorted(p.name for p in out.iterdir()) == ["corpus.jsonl", MANIFEST, "qrels", "queries.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "corpus.jsonl", MANIFEST, "qrels", "queries.jsonl"]
     assert is_injected(out) and not is_injected(tiny_beir)
 
 
@@ -155,14 +156,16 @@ def test_bad_arguments(tiny_beir: Path, tmp_path: Path, kw: dict, msg: str):
 
 
 def test_output_folder_rules(tiny_beir: Path, tmp_path: Path):
-    with pytest.raises(HardnegError, match="outside the source"):
+    with pytest.raises(HardnegError, match="lies inside the input"):
         _inject(tiny_beir, tiny_beir / "inside")
-    with pytest.raises(HardnegError, match="outside the source"):
+    with pytest.raises(HardnegError, match="is the input"):
         _inject(tiny_beir, tiny_beir)
+    with pytest.raises(HardnegError, match="contains the input"):
+        _inject(tiny_beir, tmp_path)
     other = tmp_path / "precious"
     other.mkdir()
     (other / "keep.txt").write_text("x")
-    with pytest.raises(HardnegError, match="not written by `hardneg inject`"):
+    with pytest.raises(HardnegError, match="not empty and was not written by hardneg"):
         _inject(tiny_beir, other)
     assert (other / "keep.txt").read_text() == "x"
     _inject(tiny_beir, tmp_path / "out", rate=0.2)

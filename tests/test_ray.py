@@ -76,7 +76,8 @@ def test_sharded_search_random_fp16_memmaps_equal_exact(tmp_path):
     want_s, want_i = exact_search(q, shards, 40)
     s, i = ray_search(q, shards, 40, rows_per_task=512)
     np.testing.assert_array_equal(i, want_i)
-    np.testing.assert_allclose(s, want_s, rtol=0, atol=1e-6)
+    # Scores reach ~15: one float32 ulp is ~1e-6, and BLAS summation order differs per CPU (seen: 3.8e-6).
+    np.testing.assert_allclose(s, want_s, rtol=1e-6, atol=0)
 
 
 def toy_dataset(n_docs: int = 120) -> tuple[Dataset, list[str]]:

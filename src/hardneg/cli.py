@@ -1,10 +1,12 @@
 """Command line: parse arguments, call the library, print tables. No logic that Python users cannot reach."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hardneg.errors import HardnegError
+from hardneg.io import claim_output
 from hardneg.mining import strategy as strategy_mod
 
 # Wide tables even when piped to a file or CI log (rich falls back to 80 columns there).
@@ -36,25 +39,45 @@ def _root() -> None:
 
 
 def _setup(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", force=True,
+    """Logging and progress for one command; ``-q`` leaves nothing on either stream but an error line."""
+    logging.basicConfig(level=logging.ERROR if quiet else logging.INFO, format="%(message)s", force=True,
                         handlers=[RichHandler(console=console, show_path=False, show_time=False)])
     for noisy in ("sentence_transformers", "transformers", "datasets", "httpx", "urllib3", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.ERROR if quiet else logging.WARNING)
+    console.quiet = out_console.quiet = quiet
     if quiet:
+        warnings.simplefilter("ignore")
+        # Read by tqdm when a bar is created (hardneg, sentence-transformers, transformers' Trainer).
         os.environ["TQDM_DISABLE"] = "1"
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-        try:
-            from transformers.utils import logging as hf_logging
+        os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+        for mod, fn in (("transformers.utils.logging", "disable_progress_bar"),
+                        ("datasets.utils.logging", "disable_progress_bar"),
+                        ("huggingface_hub.utils", "disable_progress_bars")):
+            if mod.split(".")[0] in sys.modules:  # only libraries already imported: no import cost for -q
+                getattr(__import__(mod, fromlist=[fn]), fn)()
 
-            hf_logging.disable_progress_bar()
-        except ImportError:
-            pass
+
+def _inputs(*values: object) -> list[Path]:
+    """The values that name existing files or folders (a hub id or a dataset name is not an input path)."""
+    return [Path(v).expanduser() for v in values
+            if isinstance(v, (str, Path)) and str(v) and Path(v).expanduser().exists()]
 
 
 def _cache(cache: Path | None) -> Path:
     from hardneg.encode.models import default_cache_dir
 
     return cache if cache is not None else default_cache_dir()
+
+
+def _doc(module: str) -> str:
+    """A module's docstring read from its source, without importing it (``--help`` must not load torch)."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    source = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
+    return ast.get_docstring(ast.parse(source)) or ""
 
 
 def _verbatim(text: str) -> str:
@@ -66,7 +89,7 @@ def _verbatim(text: str) -> str:
 
 
 MINE_HELP = ("Mine hard negatives with one teacher and one or more strategies (encode and search once).\n\n"
-             + _verbatim((strategy_mod.__doc__ or "").split("\n\n", 1)[1]))
+             + _verbatim(_doc("hardneg.mining.strategy").split("\n\n", 1)[1]))
 
 
 @app.command(help=MINE_HELP)
@@ -117,21 +140,24 @@ def mine(
                        trust_remote_code=trust_remote_code)
     cfg = MineConfig(teacher=spec, strategies=strategies, depth=depth, seed=seed, exports=exports,
                      short_policy=short)  # type: ignore[arg-type]
-    if out.exists() and not out.is_dir():
-        raise HardnegError("the output folder is an existing file", where=out, fix="pass a folder path for --out")
     cache_dir = _cache(cache)
-    dataset = load_dataset(data, split, cache_dir=cache_dir, corpus=corpus)
-    from hardneg.data.inject import manifest_for
+    with claim_output(out, "mine", inputs=_inputs(data, corpus, cache_dir, *teacher)):
+        dataset = load_dataset(data, split, cache_dir=cache_dir, corpus=corpus)
+        from hardneg.data.inject import manifest_for
+        from hardneg.data.thin import hidden_for
 
-    manifest = manifest_for(data, split)
-    summary = run_mine(dataset, cfg, out, cache_dir, progress=not quiet, manifest=manifest)
+        manifest = manifest_for(data, split) or hidden_for(data, split)
+        summary = run_mine(dataset, cfg, out, cache_dir, progress=not quiet, manifest=manifest)
     _print_mine_table(summary)
     if manifest is not None:
-        from hardneg.mining.trap import trap_table
+        from hardneg.mining.trap import hidden_table, trap_table
 
-        out_console.print(trap_table({k: v["traps"] for k, v in summary["strategies"].items() if "traps" in v}),
-                          markup=False, highlight=False)
-    console.print(f"wrote {out}  (timings, s: {summary['timings']})", markup=False)
+        for key, table in (("traps", trap_table), ("hidden", hidden_table)):
+            rates = {k: v[key] for k, v in summary["strategies"].items() if key in v}
+            if rates:
+                out_console.print(table(rates), markup=False, highlight=False)
+    console.print(f"wrote {out}  (timings, s: {summary['timings']}); look at the negatives: hardneg browse {out} "
+                  f"--out browse.html --data {data}", markup=False)
 
 
 def _print_mine_table(summary: dict) -> None:
@@ -175,6 +201,34 @@ def inject(
     out_console.print_json(json.dumps(man["stats"]))
 
 
+@app.command(help="Write a copy of a BEIR dataset with thinned labels: per query of the split, keep K positives "
+                  "(highest grade first, equal grades in a seeded order; or --order random) and move the others to "
+                  "hidden.json: they stay in the corpus, unlabelled, as known false negatives. Every other file (the "
+                  "test split included) is copied byte for byte, and judgements of grade 0 stay. Evaluation on such "
+                  "a folder puts the hidden positives back; `hardneg mine` on it reports each strategy's "
+                  "hidden-positive recall.\n\nExample: hardneg thin --data ../shared/data/nfcorpus --out nfcorpus-k1 "
+                  "--keep 1")
+def thin(
+    data: Annotated[Path, typer.Option(help="Source BEIR folder.")],
+    out: Annotated[Path, typer.Option(help="Destination folder (must not exist, or be an earlier thinned folder with "
+                                           "--overwrite).")],
+    keep: Annotated[int, typer.Option(help="Positives kept per query (K >= 1).")],
+    order: Annotated[str, typer.Option(help="Which positives are kept: grade (highest grade first, ties in a seeded "
+                                            "order) or random (a seeded order).")] = "grade",
+    seed: Annotated[int, typer.Option(help="Seed of the order among equal grades (or of the random order).")] = 0,
+    split: Annotated[str, typer.Option(help="Split whose positives are thinned.")] = "train",
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier thinned folder at --out.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    _setup(quiet)
+    import json
+
+    from hardneg.data.thin import thin_dataset
+
+    man = thin_dataset(data, out, keep=keep, order=order, seed=seed, split=split, overwrite=overwrite)
+    out_console.print_json(json.dumps(man["stats"]))
+
+
 @app.command(help="False-negative diagnostics before training: per teacher and strategy, the hidden-positive "
                   "catch rate (hide one positive of each multi-positive query, mine, count how often it comes back "
                   "as a negative), negatives that are positives of near-duplicate queries, teacher overlap "
@@ -204,20 +258,95 @@ def diagnose(
 
     strategies = [strategy_mod.parse_strategy(s) for s in strategy]
     refs = [parse_teacher(t) for t in teacher]
-    if out.exists() and not out.is_dir():
-        raise HardnegError("the output folder is an existing file", where=out, fix="pass a folder path for --out")
     cache_dir = _cache(cache)
-    dataset = load_dataset(data, split, cache_dir=cache_dir)
-    pools, q_embs = {}, {}
-    for ref in refs:
-        spec = EncoderSpec(model=str(ref), max_seq_length=max_seq_length)
-        pools[str(ref)] = get_pool(spec, dataset, depth, cache_dir, progress=not quiet)
-        if ref.kind == "single":
-            q_embs[str(ref)] = encode_cached(load_encoder(spec, cache_dir), dataset.queries.ids, dataset.queries.texts,
-                                             "query", cache_dir, progress=not quiet)
-    res = run_diagnostics(dataset, pools, strategies, seed=seed, q_embs=q_embs, near_dup_threshold=near_dup_threshold,
-                          out=out)
+    with claim_output(out, "diagnose", inputs=_inputs(data, cache_dir, *teacher)):
+        dataset = load_dataset(data, split, cache_dir=cache_dir)
+        pools, q_embs = {}, {}
+        for ref in refs:
+            spec = EncoderSpec(model=str(ref), max_seq_length=max_seq_length)
+            pools[str(ref)] = get_pool(spec, dataset, depth, cache_dir, progress=not quiet)
+            if ref.kind == "single":
+                q_embs[str(ref)] = encode_cached(load_encoder(spec, cache_dir), dataset.queries.ids,
+                                                 dataset.queries.texts, "query", cache_dir, progress=not quiet)
+        res = run_diagnostics(dataset, pools, strategies, seed=seed, q_embs=q_embs,
+                              near_dup_threshold=near_dup_threshold, out=out)
     out_console.print(render_markdown(res), markup=False, highlight=False)
+
+
+@app.command(help=_verbatim(_doc("hardneg.mining.audit")))
+def audit(
+    mined: Annotated[Path, typer.Argument(
+        help="A mined set: hardneg mined.jsonl or a `hardneg mine --out` folder, a sentence-transformers dataset "
+             "(save_to_disk folder or JSONL; triplet, n-tuple, labeled-pair, labeled-list) or a FlagEmbedding JSONL "
+             "(query, pos, neg).")],
+    data: Annotated[str, typer.Option(help="The BEIR folder (or name) the set was mined from.")],
+    out: Annotated[Path, typer.Option(help="Folder for audit.jsonl (one line per flagged negative) and audit.json.")],
+    split: Annotated[str, typer.Option(help="Qrels split of --data.")] = "train",
+    teacher: Annotated[Optional[str], typer.Option(
+        help="Teacher for the near_copy and suspected_fn checks [default: the one in a mine_config.json beside "
+             "MINED; without one those checks are skipped].")] = None,
+    n: Annotated[Optional[int], typer.Option(
+        "--n", help="Negatives of a full row [default: the most any row has].")] = None,
+    tau: Annotated[float, typer.Option(help="near_copy: doc-doc cosine to a positive at or above which a negative is "
+                                            "a near copy.")] = 0.95,
+    fail_on: Annotated[Optional[str], typer.Option(
+        help="Comma-separated reasons that make the command exit 1 when found, e.g. "
+             "labelled_positive,near_copy.")] = None,
+    fix: Annotated[Optional[Path], typer.Option(
+        help="Write a cleaned copy to this folder: flagged negatives dropped, refilled from the teacher's cached "
+             "candidate pool when there is one.")] = None,
+    depth: Annotated[int, typer.Option(help="--fix: depth of the candidate pool to refill from.")] = 100,
+    cache: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    _setup(quiet)
+    from hardneg.mining.audit import run_audit
+
+    cache_dir = _cache(cache)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(claim_output(out, "audit", inputs=_inputs(mined, data, cache_dir)))
+        if fix is not None:
+            stack.enter_context(claim_output(fix, "audit", inputs=_inputs(mined, data, cache_dir, out), flag="--fix"))
+        res = run_audit(mined, data, out, split=split, teacher=teacher, cache_dir=cache_dir, n=n, tau=tau,
+                        fail_on=[fail_on] if fail_on else [], fix=fix, depth=depth)
+    out_console.print(res["table"], markup=False, highlight=False)
+    cleaned = f"; cleaned copy: {res['fix']['file']}" if fix is not None else ""
+    console.print(f"wrote {out / 'audit.jsonl'} and {out / 'audit.json'}{cleaned}; see them: hardneg browse {mined} "
+                  f"--out browse.html --audit {out / 'audit.jsonl'}", markup=False)
+    if res["failed"]:
+        found = [k for k in res["fail_on"] if res["counts"][k]]
+        console.print("audit failed (--fail-on): " + ", ".join(f"{k} x{res['counts'][k]:,}" for k in found),
+                      markup=False)
+        raise typer.Exit(1)
+
+
+@app.command(help=_verbatim(_doc("hardneg.mining.calibrate")))
+def calibrate(
+    data: Annotated[str, typer.Option(help="BEIR folder or BEIR dataset name (a `hardneg inject` folder adds trap "
+                                           "recall).")],
+    out: Annotated[Path, typer.Option(help="Folder for calibrate.md, .csv, .json and .png.")],
+    filter: Annotated[str, typer.Option("--filter", help="Filter to sweep: percpos, marginpos, abs or posnbr.")],
+    teacher: Annotated[str, typer.Option(help="Teacher (alias, folder, hub id, fusion(a,b)); its pool is read from "
+                                              "the cache when `hardneg mine` built it.")] = "minilm",
+    n: Annotated[int, typer.Option("--n", help="Negatives per row the strategy asks for (topk(n)).")] = 4,
+    split: Annotated[str, typer.Option(help="Qrels split.")] = "train",
+    depth: Annotated[int, typer.Option(help="Candidates per query (as mined).")] = 100,
+    max_seq_length: Annotated[Optional[int], typer.Option(help="Teacher truncation in tokens (as mined).")] = None,
+    cache: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    _setup(quiet)
+    from hardneg.encode.encoder import EncoderSpec
+    from hardneg.mining.calibrate import run_calibrate
+    from hardneg.mining.teachers import parse_teacher
+
+    spec = EncoderSpec(model=str(parse_teacher(teacher)), max_seq_length=max_seq_length)
+    cache_dir = _cache(cache)
+    with claim_output(out, "calibrate", inputs=_inputs(data, cache_dir, teacher)):
+        res = run_calibrate(data, spec, filter, out, n=n, split=split, depth=depth, cache_dir=cache_dir,
+                            progress=not quiet)
+    out_console.print(res["markdown"], markup=False, highlight=False)
+    console.print(f"wrote {', '.join(res['files'])} to {out}", markup=False)
 
 
 @app.command(help="Evaluate a model on a BEIR split with BEIR-exact metrics (pytrec_eval): nDCG@10, Recall@100, "
@@ -246,16 +375,15 @@ def evaluate(
 
     spec = EncoderSpec(model=model, query_prompt=query_prompt, doc_prompt=doc_prompt, max_seq_length=max_seq_length,
                        batch_size=batch_size, trust_remote_code=trust_remote_code)
-    if depth < 1:
-        raise HardnegError(f"depth must be >= 1, got {depth}", fix="use e.g. --depth 1000")
-    if out is not None and out.exists() and not out.is_dir():
-        raise HardnegError("the output folder is an existing file", where=out, fix="pass a folder path for --out")
     cache_dir = _cache(cache)
-    dataset = load_eval_dataset(data, split, cache_dir=cache_dir)
-    res = evaluate_model(spec, dataset, cache_dir=cache_dir, depth=depth, ignore_identical_ids=ignore_identical_ids,
-                         progress=not quiet)
-    if out is not None:
-        write_eval(res, out, {"model": spec.to_dict(), "dataset": dataset.name, "split": split, "depth": depth})
+    claim = (contextlib.nullcontext() if out is None
+             else claim_output(out, "evaluate", inputs=_inputs(data, model, cache_dir)))
+    with claim:
+        dataset = load_eval_dataset(data, split, cache_dir=cache_dir)
+        res = evaluate_model(spec, dataset, cache_dir=cache_dir, depth=depth,
+                             ignore_identical_ids=ignore_identical_ids, progress=not quiet)
+        if out is not None:
+            write_eval(res, out, {"model": spec.to_dict(), "dataset": dataset.name, "split": split, "depth": depth})
     t = Table(title=f"{model} on {dataset.name}/{split} ({res.metrics['n_queries']} queries)")
     t.add_column("metric")
     t.add_column("value", justify="right")
@@ -293,6 +421,9 @@ def train(
     lora_rank: Annotated[int, typer.Option(help="LoRA rank (NV-Retriever-v1: 16).")] = 16,
     lora_alpha: Annotated[int, typer.Option(help="LoRA alpha (NV-Retriever-v1: 32).")] = 32,
     report_to: Annotated[Optional[list[str]], typer.Option(help="Trainer loggers, repeatable: tensorboard, wandb, ...")] = None,
+    mask_false_negatives: Annotated[str, typer.Option(
+        help="In-batch false-negative masking: none, id (same positive id), text (same text) or score(m) (scores "
+             "above the positive + m).")] = "none",
     quiet: QuietOpt = False,
 ) -> None:
     _setup(quiet)
@@ -306,11 +437,10 @@ def train(
         warmup_ratio=warmup_ratio, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
         query_max_length=query_max_length, doc_max_length=doc_max_length, query_prompt=query_prompt,
         doc_prompt=doc_prompt, seed=seed, lora=lora, lora_rank=lora_rank, lora_alpha=lora_alpha,
-        report_to=tuple(report_to or ())))
-    if out.exists() and not out.is_dir():
-        raise HardnegError("the output folder is an existing file", where=out, fix="pass a folder path for --out")
-    rows = read_mined(mined)
-    train_fn(rows, cfg, out, progress=not quiet)
+        report_to=tuple(report_to or ()), mask_false_negatives=mask_false_negatives))
+    with claim_output(out, "train", inputs=_inputs(mined, student)):
+        rows = read_mined(mined)
+        train_fn(rows, cfg, out, progress=not quiet)
     console.print(f"wrote {out}")
 
 
@@ -319,8 +449,7 @@ RUN_HELP = ("Mine -> train -> evaluate from one TOML config, with section.key=va
             "resumes. Prints base vs fine-tuned metrics and writes results.json.")
 
 
-@app.command(help=RUN_HELP + "\n\n" + _verbatim((__import__("hardneg.experiments.config", fromlist=["x"]).__doc__
-                                                  or "").split("\n\n", 1)[1]))
+@app.command(help=RUN_HELP + "\n\n" + _verbatim(_doc("hardneg.experiments.config").split("\n\n", 1)[1]))
 def run(
     config: Annotated[Path, typer.Argument(help="TOML config, e.g. configs/scifact.toml.")],
     overrides: Annotated[Optional[list[str]], typer.Argument(help="section.key=value, e.g. train.epochs=2.")] = None,
@@ -349,7 +478,7 @@ def run(
     console.print(f"results: {Path(cfg.run.out) / 'results.json'}  timings (s): {res['timings']}")
 
 
-@app.command(help=_verbatim((__import__("hardneg.experiments.ablate", fromlist=["x"]).__doc__ or "")))
+@app.command(help=_verbatim(_doc("hardneg.experiments.ablate")))
 def ablate(
     config: Annotated[Path, typer.Argument(help="TOML: a run config plus a [grid] table.")],
     overrides: Annotated[Optional[list[str]], typer.Argument(help="section.key=value applied to the base config.")] = None,
@@ -371,7 +500,7 @@ def ablate(
     console.print(f"results: {results}  (make tables: hardneg report {results} --out DIR)")
 
 
-@app.command(help=_verbatim((__import__("hardneg.report", fromlist=["x"]).__doc__ or "")))
+@app.command(help=_verbatim(_doc("hardneg.report")))
 def report(
     results: Annotated[Path, typer.Argument(help="results.jsonl written by `hardneg ablate`.")],
     out: Annotated[Path, typer.Option(help="Folder for the tables and figures.")],
@@ -383,10 +512,11 @@ def report(
     from hardneg.report import write_report
 
     files = write_report(results, out, baseline=str(parse_strategy(baseline)))
-    console.print(f"wrote {', '.join(files)} to {out}")
+    console.print(f"wrote {', '.join(files)} to {out}; look at a point's negatives: hardneg browse "
+                  f"{results.parent / 'stages'}/mine-<hash> --out browse.html", markup=False)
 
 
-@app.command("fn-report", help=_verbatim((__import__("hardneg.report_rates", fromlist=["x"]).__doc__ or "")))
+@app.command("fn-report", help=_verbatim(_doc("hardneg.report_rates")))
 def fn_report(
     rate: Annotated[list[str], typer.Option(help="RATE=RESULTS: an injection rate and the results.jsonl of its "
                                                  "ablation (repeat; the smallest rate is the reference).")],
@@ -422,17 +552,77 @@ def recipe(
     out_console.print(t)
 
 
+@app.command(help="Write one self-contained HTML page (inline CSS, JS and data; no network; opens from file://) to "
+                  "inspect mined sets of the same data side by side: a query list with search (query text, qid, "
+                  "docid) and filters; per query the positives and each strategy's negatives with score, raw rank, "
+                  "teacher and badges (a labelled positive or a duplicate of one mined, an injected trap from "
+                  "injected.json, a hidden positive from hidden.json, audit reasons, the candidates the filters "
+                  "removed); per strategy the positive vs top-1 negative score distributions (the paper's Fig. 4). "
+                  "Built for up to 250,000 rows (110k rows x 2 strategies: about 19 MB); --limit N keeps the first "
+                  "N queries.\n\nExample: hardneg browse runs/mine --out browse.html --data ../shared/data/scifact")
+def browse(
+    mined: Annotated[list[Path], typer.Argument(
+        help="mined.jsonl files, strategy folders or `hardneg mine --out` folders (every strategy in it), all of "
+             "the same dataset and split.")],
+    out: Annotated[Path, typer.Option(help="The HTML file to write (an earlier browse page there is replaced; any "
+                                           "other existing file is refused).")],
+    data: Annotated[Optional[str], typer.Option(
+        help="The BEIR folder (or name) the sets were mined from: its qrels, the traps of `hardneg inject` "
+             "(injected.json), the hidden positives of `hardneg thin` (hidden.json) and, with the cache of "
+             "`hardneg mine`, the candidates the filters removed.")] = None,
+    audit: Annotated[Optional[list[Path]], typer.Option(
+        help='Audit JSONL, repeatable: one flagged negative per line {"qid", "docid", "reasons": [...], '
+             '"scores": {...}}.')] = None,
+    limit: Annotated[Optional[int], typer.Option(
+        help="Keep only the first N queries (with all their rows): a lighter page for big runs.")] = None,
+    split: Annotated[Optional[str], typer.Option(
+        help="Split of --data [default: the one in the mine summary, else train].")] = None,
+    removed: Annotated[bool, typer.Option(
+        help="With --data: show the candidates each strategy's filters removed, from the candidate pool cached by "
+             "`hardneg mine` (never encodes or searches; skipped when the pool is not cached).")] = True,
+    cache: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    _setup(quiet)
+    from hardneg.browse import write_browse
+
+    res = write_browse(mined, out, data=data, audit=audit or [], limit=limit, split=split, cache_dir=_cache(cache),
+                       removed=removed)
+    console.print(f"wrote {res['out']}: {res['queries']:,} of {res['queries_total']:,} queries, {res['rows']:,} "
+                  f"rows, {len(res['sets'])} mined sets, {res['bytes'] / 1e6:.1f} MB", markup=False)
+
+
+def _error(text: str) -> None:
+    console.quiet = False  # errors show even with -q
+    # Text, not markup: messages quote user input such as "[train] unknown key", which rich would eat.
+    console.print(Text.assemble(("error: ", "bold red"), text), highlight=False, soft_wrap=True)
+
+
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2."""
+    """Entry point: user errors (ours and the argument parser's) become one line on stderr and exit code 2;
+    Ctrl-C prints one line and exits 130."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except HardnegError as exc:
-        # Text, not markup: messages quote user input such as "[train] unknown key", which rich would eat.
-        console.print(Text.assemble(("error: ", "bold red"), exc.one_line()), highlight=False, soft_wrap=True)
+        _error(exc.one_line())
         sys.exit(2)
-    except KeyboardInterrupt:
-        console.print("interrupted")
-        sys.exit(130)
+    except typer.TyperException as exc:  # the argument parser's usage errors (typer's own click)
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            out_console.print(ctx.get_help(), markup=False, highlight=False)
+            sys.exit(2)
+        where = ctx.command_path if ctx is not None else "hardneg"
+        what = " ".join(exc.format_message().split()).rstrip(".")
+        _error(f"{where}: {what}. Fix: see `{where} --help`")
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        code = 130
+    if code == 130:  # typer turns Ctrl-C inside a command into a silent exit code 130
+        verb = next((a for a in sys.argv[1:] if not a.startswith("-")), "the command")
+        console.quiet = False
+        console.print(f"interrupted: hardneg {verb} stopped; finished files and cached embeddings are kept, and "
+                      "rerunning the same command resumes", markup=False, highlight=False, soft_wrap=True)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

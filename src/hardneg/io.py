@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,117 @@ def ensure_dir(path: str | Path) -> Path:
     return p
 
 
+# -- output folders: hardneg never deletes or overwrites a file it did not write ---------------------------------
+
+OUTPUT_MARKER = ".hardneg-output.json"
+
+
+def _relation(out: Path, other: Path) -> str | None:
+    """How ``out`` relates to ``other`` (both resolved): "is", "contains", "lies inside" or None."""
+    if out == other:
+        return "is"
+    if other.is_relative_to(out):
+        return "contains"
+    if out.is_relative_to(other):
+        return "lies inside"
+    return None
+
+
+def output_owner(path: str | Path) -> str | None:
+    """The verb whose output ``path`` holds (from its marker file), or None."""
+    marker = Path(path) / OUTPUT_MARKER
+    try:
+        verb = json.loads(marker.read_text(encoding="utf-8")).get("verb")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return verb if isinstance(verb, str) else None
+
+
+def check_output(out: str | Path, verb: str, *, inputs: Iterable[str | Path | None] = (),
+                 beside: Iterable[str | Path | None] = (), flag: str = "--out",
+                 legacy: Callable[[Path], bool] | None = None) -> Path:
+    """Refuse an output folder that hardneg may not write into (raises HardnegError; writes nothing).
+
+    Refused: an existing file; a folder that is, contains or lies inside an input (dataset, model, mined file,
+    cache: ``inputs``; ``beside`` are read-only inputs that may sit inside the output, like the results file a
+    report is written next to); an existing non-empty folder without the marker of an earlier ``hardneg VERB``
+    run. Accepted: a missing or empty folder, or an earlier output of the same verb (only hardneg's own file
+    names are then replaced; every other file stays); ``legacy`` recognises one written before markers existed.
+    """
+    p = Path(out).expanduser()
+    if p.exists() and not p.is_dir():
+        raise HardnegError("the output path is an existing file", where=p,
+                           fix=f"pass a folder path for {flag}; hardneg never replaces a file it did not write")
+    real = p.resolve()
+    for kind, paths in (("input", inputs), ("beside", beside)):
+        for x in paths:
+            if x is None or not Path(x).expanduser().exists():
+                continue  # a hub id, a dataset name or a cache that does not exist yet
+            rel = _relation(real, Path(x).expanduser().resolve())
+            if rel is not None and not (kind == "beside" and rel == "contains"):
+                raise HardnegError(f"the output folder {rel} the input {x}", where=p,
+                                   fix=f"choose a {flag} folder outside every input (dataset, model, mined file, "
+                                       "cache)")
+    if p.is_dir() and any(p.iterdir()):
+        owner = output_owner(p)
+        if owner is None and legacy is not None and legacy(p):
+            owner = verb
+        if owner is None:
+            raise HardnegError("the output folder is not empty and was not written by hardneg", where=p,
+                               fix=f"choose a new or empty {flag} folder; hardneg never deletes files it did not "
+                                   "write")
+        if owner != verb:
+            raise HardnegError(f"the output folder holds the output of `hardneg {owner}`", where=p,
+                               fix=f"choose another {flag} folder for `hardneg {verb}`")
+    return p
+
+
+@contextlib.contextmanager
+def claim_output(out: str | Path, verb: str, *, inputs: Iterable[str | Path | None] = (),
+                 beside: Iterable[str | Path | None] = (), flag: str = "--out") -> Iterator[Path]:
+    """Check ``out`` (``check_output``), create it with the marker of ``verb`` and yield it.
+
+    If the body fails before writing anything but the marker, every folder this call created is removed again,
+    so a rejected input leaves nothing behind; what a failed run already wrote is kept (a rerun resumes).
+    """
+    p = check_output(out, verb, inputs=inputs, beside=beside, flag=flag)
+    top = next((a for a in reversed([p, *p.parents]) if not a.exists()), None)  # first folder this call creates
+    ensure_dir(p)
+    if output_owner(p) != verb:
+        write_json(p / OUTPUT_MARKER, {"by": "hardneg", "verb": verb})
+    try:
+        yield p
+    except BaseException:
+        if top is not None and all(f.name == OUTPUT_MARKER for f in p.iterdir()):
+            shutil.rmtree(top, ignore_errors=True)
+        raise
+
+
+def _move_entries(src: Path, dst: Path) -> None:
+    """Rename each entry of ``src`` onto ``dst/<name>`` (a folder is swapped in whole); other entries stay."""
+    for entry in sorted(src.iterdir()):
+        target = dst / entry.name
+        if target.is_dir() and not target.is_symlink():
+            old = dst / f".{entry.name}.old-{os.getpid()}"
+            os.replace(target, old)
+            os.replace(entry, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(entry, target)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _apply_umask(path: Path, *, is_dir: bool) -> None:
+    """tempfile creates 0600 files and 0700 folders; give them the mode any Unix tool would (umask applied)."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, (0o777 if is_dir else 0o666) & ~_umask())
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -66,8 +177,10 @@ def _remove_stale_temps(final: Path) -> None:
 def atomic_path(path: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; on success rename it onto ``path``, on error delete it.
 
-    Works for files and folders (``is_dir``); an existing folder at ``path`` is replaced. Temporaries carry the
-    writer's pid, so ones left behind by a killed process are removed by the next writer of the same path.
+    Works for files and folders (``is_dir``). A new folder appears whole in one rename (so its existence means
+    it is complete); into an existing folder each entry of the temporary is renamed in turn and every other
+    entry stays. Temporaries carry the writer's pid, so ones left behind by a killed process are removed by the
+    next writer of the same path. Files and folders get the usual umask-derived modes.
     """
     final = Path(path)
     ensure_dir(final.parent)
@@ -82,14 +195,13 @@ def atomic_path(path: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
             tmp = Path(name)
     except OSError as exc:
         raise _fs_error(final, exc) from None
+    _apply_umask(tmp, is_dir=is_dir)
     try:
         yield tmp
         if is_dir:
-            if final.exists():
-                old = final.with_name(f".{final.name}.old-{os.getpid()}")
-                os.replace(final, old)
-                os.replace(tmp, final)
-                shutil.rmtree(old, ignore_errors=True)
+            if final.is_dir():  # merge: hardneg never deletes what it did not write
+                _move_entries(tmp, final)
+                _remove(tmp)
             else:
                 os.replace(tmp, final)
         else:
@@ -142,7 +254,11 @@ def write_jsonl(path: str | Path, rows: Any) -> int:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A whole JSON file; any way it can be unreadable (malformed, too deep, huge numbers, lone surrogates, not
+    UTF-8) is a one-line HardnegError naming the file."""
+    from hardneg.data.jsonl import read_json_file  # the one JSON reader; data.jsonl imports nothing of ours but errors
+
+    return read_json_file(path)
 
 
 def write_npy(path: str | Path, arr: np.ndarray) -> None:

@@ -23,17 +23,21 @@ from typing import Any
 
 import numpy as np
 
+from hardneg.data.jsonl import loads_json
 from hardneg.errors import HardnegError
 from hardneg.evaluate.metrics import paired_test
-from hardneg.io import ensure_dir, read_json, write_bytes, write_text
+from hardneg.io import claim_output, read_json, write_bytes, write_text
 from hardneg.markdown import md_table
 from hardneg.mining.ensemble import split_ensemble
-from hardneg.mining.strategy import Abs, MarginPos, PercPos, Sampled, Shift, Top1Sampled, TopK, parse_strategy
+from hardneg.mining.strategy import (Abs, MarginPos, PercPos, Sampled, Shift, SimANS, Top1Sampled, TopK,
+                                     parse_strategy)
 
 METHOD_NAMES = [("none", "In-batch negatives only"), ("topk", "Naive Top-K"), ("shift", "Top-K shifted by N"),
                 ("abs", "TopK-Abs"), ("marginpos", "TopK-MarginPos"), ("percpos", "TopK-PercPos"),
                 ("sampled", "Sampled Top-k"), ("top1sampled", "Top-1 + sampled Top-k"),
-                ("ensemble", "Teacher ensemble")]
+                ("posnbr", "TopK-PosNbr (neighbour of a positive)"), ("dedup", "TopK-Dedup"),
+                ("simans", "SimANS"), ("drop", "Judge + drop"), ("relabel", "Judge + relabel (RLHN-style)"),
+                ("drop-query", "Judge + drop query"), ("ensemble", "Teacher ensemble")]
 
 
 def method_of(strategy: str) -> tuple[str, str]:
@@ -47,13 +51,20 @@ def method_of(strategy: str) -> tuple[str, str]:
         return "top1sampled", f"k={sel.k}"
     if isinstance(sel, Sampled):
         return "sampled", f"k={sel.k}"
+    if isinstance(sel, SimANS):
+        return "simans", str(sel)[len("simans("):-1]
     if not isinstance(sel, TopK):
         return "none", ""
     if not st.filters:
         return "topk", ""
     f = st.filters[-1]
-    param = {Shift: lambda: f"N={f.n}", Abs: lambda: f"{f.t:g}", MarginPos: lambda: f"{f.m:g}",
-             PercPos: lambda: f"{f.p * 100:g}%"}[type(f)]()
+    fmt = {Shift: lambda: f"N={f.n}", Abs: lambda: f"{f.t:g}", MarginPos: lambda: f"{f.m:g}",
+           PercPos: lambda: f"{f.p * 100:g}%"}.get(type(f))
+    if fmt is None or any(getattr(f, a, 0) is None for a in ("t", "m", "p")):  # later families, auto thresholds
+        text = str(f)
+        key = text.split("(", 1)[0]
+        return key, text[len(key) + 1:-1] if "(" in text else ""
+    param = fmt()
     if getattr(f, "ref", "min") != "min":
         param += f" ref={f.ref}"
     return type(f).__name__.lower(), param
@@ -83,18 +94,31 @@ def sampling_references(rows: list[dict]) -> list[tuple[str, tuple[float, float]
             if id(r) in refs and "test ndcg@10" in r]
 
 
+RECORD_KEYS = ("key", "point", "metrics")
+
+
 def read_results(path: str | Path) -> list[dict]:
-    """Records of results.jsonl (a torn last line from a killed run is skipped)."""
+    """Records of results.jsonl (a torn last line from a killed run is skipped); anything else is refused."""
     p = Path(path)
     if not p.is_file():
         raise HardnegError("results file not found", where=p, fix="pass the results.jsonl written by `hardneg ablate`")
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise HardnegError("bytes that are not UTF-8", where=p, fix="pass the results.jsonl written by "
+                                                                     "`hardneg ablate`") from None
     out = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    for i, line in enumerate(lines, 1):
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i != len(p.read_text(encoding="utf-8").splitlines()):
-                raise HardnegError("malformed line", where=p, line=i, fix="remove the line and rerun the ablation")
+            rec = loads_json(line, where=p, line=i, fix="remove the line and rerun the ablation")
+        except HardnegError:
+            if i != len(lines):
+                raise
+            continue  # the torn last line of a killed run
+        if not isinstance(rec, dict) or any(k not in rec for k in RECORD_KEYS):
+            raise HardnegError(f"not an ablation record (needs {', '.join(RECORD_KEYS)})", where=p, line=i,
+                               fix="pass the results.jsonl written by `hardneg ablate`, not a mined or other file")
+        out.append(rec)
     if not out:
         raise HardnegError("no results yet", where=p, fix="run `hardneg ablate` first")
     return out
@@ -146,6 +170,12 @@ def summarise(records: list[dict], unseen: list[str], baseline: str = "topk(4)")
             vals = [r["metrics"][split]["finetuned"][metric] for r in recs if split in r["metrics"]]
             if vals:
                 row[f"{split} {metric}"] = _mean_sd(vals)
+        # Judged@10 (the share of the top 10 with any judgement): only when every seed's record has it (records
+        # evaluated before it was recorded lack it).
+        vals = [r["metrics"]["test"]["finetuned"]["judged@10"] for r in recs
+                if "judged@10" in r["metrics"].get("test", {}).get("finetuned", {})]
+        if vals and len(vals) == len(recs):
+            row["test judged@10"] = _mean_sd(vals)
         if unseen:
             vals = [float(np.mean([r["per_query"]["test"]["finetuned"][q]["ndcg@10"] for q in unseen])) for r in recs]
             row["unseen ndcg@10"] = _mean_sd(vals)
@@ -180,6 +210,8 @@ def base_metrics(records: list[dict], unseen: list[str]) -> dict[tuple[str, str]
         if s in out:
             continue
         m = {f"{split} {k}": r["metrics"][split]["base"][k] for split in r["metrics"] for k in ("ndcg@10", "recall@100")}
+        if "judged@10" in r["metrics"].get("test", {}).get("base", {}):
+            m["test judged@10"] = r["metrics"]["test"]["base"]["judged@10"]
         if unseen:
             m["unseen ndcg@10"] = float(np.mean([r["per_query"]["test"]["base"][q]["ndcg@10"] for q in unseen]))
         out[s] = m
@@ -207,6 +239,11 @@ COLUMNS = ["teacher", "method", "config", "strategy", "seeds", "dev ndcg@10", "t
            "test recall@100", "unseen ndcg@10", "vs naive unseen"]
 
 
+def _has_judged(rows: list[dict]) -> bool:
+    """Whether any row has Judged@10 (records written before it was recorded lack it: no column then)."""
+    return any("test judged@10" in r for r in rows)
+
+
 def table_markdown(rows: list[dict], bases: dict, n_unseen: int) -> str:
     nan = float("nan")
     body = [["–", f"base {student} (no fine-tuning)", "", "", "", f"{m.get('dev ndcg@10', nan):.4f}",
@@ -215,13 +252,24 @@ def table_markdown(rows: list[dict], bases: dict, n_unseen: int) -> str:
     body += [[r["teacher"], r["method"], r["config"], f"`{r['strategy']}`", str(len(r["seeds"])),
               _cell(r, "dev ndcg@10"), _cell(r, "test ndcg@10"), _sig(r, "vs naive test"),
               _cell(r, "test recall@100"), _cell(r, "unseen ndcg@10"), _sig(r, "vs naive unseen")] for r in rows]
-    lines = md_table(COLUMNS, body)
+    columns = COLUMNS
+    if _has_judged(rows):  # after test recall@100; "–" for a cell whose records predate Judged@10
+        at = COLUMNS.index("test recall@100") + 1
+        columns = COLUMNS[:at] + ["test judged@10"] + COLUMNS[at:]
+        cells = [("–" if "test judged@10" not in m else f"{m['test judged@10']:.4f}") for m in bases.values()]
+        cells += [_cell(r, "test judged@10") or "–" for r in rows]
+        body = [b[:at] + [c] + b[at:] for b, c in zip(body, cells)]
+    lines = md_table(columns, body)
     lines.append("")
     lines.append(f"Mean ± sample sd over seeds. `vs naive`: mean per-query difference in test nDCG@10 against "
                  f"`topk(4)` with the same teacher (else the grid's teacher that has it) and seeds (per-query values "
                  f"averaged over seeds), two-sided paired "
                  f"randomisation test over queries, 10,000 sign flips; * p < 0.05. `unseen`: the {n_unseen} test "
                  f"queries none of whose relevant documents is relevant to a train query.")
+    if columns is not COLUMNS:
+        lines.append("`test judged@10`: share of the top 10 retrieved test documents that have any judgement (any "
+                     "grade, 0 included; ir_measures' Judged@10), mean over queries and seeds; – where a seed's "
+                     "record was written before it was recorded.")
     return "\n".join(lines) + "\n"
 
 
@@ -230,7 +278,8 @@ def table_csv(rows: list[dict]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["teacher", "student", "method", "config", "strategy", "n_seeds", "dev_ndcg10_mean", "dev_ndcg10_sd",
                 "test_ndcg10_mean", "test_ndcg10_sd", "test_recall100_mean", "test_recall100_sd",
-                "unseen_ndcg10_mean", "unseen_ndcg10_sd", "diff_vs_naive", "p_vs_naive"])
+                "unseen_ndcg10_mean", "unseen_ndcg10_sd", "diff_vs_naive", "p_vs_naive"]
+               + (["test_judged10_mean", "test_judged10_sd"] if _has_judged(rows) else []))
     for r in rows:
         def g(k: str) -> list[str]:
             v = r.get(k)
@@ -238,7 +287,8 @@ def table_csv(rows: list[dict]) -> str:
         sig = r.get("vs naive test") or {}
         w.writerow([r["teacher"], r["student"], r["method"], r["config"], r["strategy"], len(r["seeds"]),
                     *g("dev ndcg@10"), *g("test ndcg@10"), *g("test recall@100"), *g("unseen ndcg@10"),
-                    f"{sig['diff']:.6f}" if sig else "", f"{sig['p']:.6f}" if sig else ""])
+                    f"{sig['diff']:.6f}" if sig else "", f"{sig['p']:.6f}" if sig else "",
+                    *(g("test judged@10") if _has_judged(rows) else [])])
     return buf.getvalue()
 
 
@@ -319,9 +369,23 @@ def mining_markdown(records: list[dict]) -> str:
              _q50(s.get("pos_score")), _q50(s.get("top1_neg_score")), _q50(s.get("pos_minus_top1_neg")),
              s.get("top1_neg_above_pos", "–")]
             for (teacher, strategy), s in sorted(seen.items(), key=lambda kv: _sort_key((kv[0][0], "", kv[0][1])))]
-    lines = md_table(["teacher", "strategy", "rows", "short of n", "empty", "removed per row (by filter)", "pos q50",
-                      "top-1 neg q50", "pos − top-1 q50", "top-1 neg above pos"], body)
+    columns = ["teacher", "strategy", "rows", "short of n", "empty", "removed per row (by filter)", "pos q50",
+               "top-1 neg q50", "pos − top-1 q50", "top-1 neg above pos"]
+    hidden = [s.get("hidden") for _, s in sorted(seen.items(), key=lambda kv: _sort_key((kv[0][0], "", kv[0][1])))]
+    if any(hidden):  # a `hardneg thin` dataset: the hidden positives each strategy mined as negatives
+        columns += ["hidden recall", "hidden share of negs"]
+        body = [b + ([_pct(h["hidden_recall"]), _pct(h["hidden_share_all"])] if h else ["–", "–"])
+                for b, h in zip(body, hidden)]
+    lines = md_table(columns, body)
+    if any(hidden):
+        lines += ["", "`hidden recall`: of the hidden positives (`hardneg thin`) among the teacher's candidates, the "
+                  "share the strategy mined as negatives; `hidden share of negs`: hidden positives among all mined "
+                  "negatives (all rows)."]
     return "\n".join(lines) + "\n"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
 # Timing keys of a record -> cost.md row (evaluate_<model>_<split> keys go to "evaluate"; "mine" is split below).
@@ -462,10 +526,14 @@ def plot_scores(records: list[dict], out: Path, a: str = "topk(4)", b: str = "pe
 def write_report(results: str | Path, out: str | Path, *, baseline: str = "topk(4)") -> list[str]:
     """Write every table and figure of the report for ``results`` into ``out``; returns the file names."""
     results = Path(results)
-    records = read_results(results)
     meta_path = results.parent / "ablation.json"
-    unseen = read_json(meta_path)["slices"]["unseen"] if meta_path.is_file() else []
-    out = ensure_dir(Path(out))
+    with claim_output(out, "report", beside=[results, meta_path]) as out:
+        records = read_results(results)
+        unseen = read_json(meta_path)["slices"]["unseen"] if meta_path.is_file() else []
+        return _write_files(records, unseen, baseline, out)
+
+
+def _write_files(records: list[dict], unseen: list[str], baseline: str, out: Path) -> list[str]:
     rows = summarise(records, unseen, baseline)
     bases = base_metrics(records, unseen)
     files = {"table.md": table_markdown(rows, bases, len(unseen)), "table.csv": table_csv(rows),

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from hardneg.errors import HardnegError
-from hardneg.io import ensure_dir, write_text
+from hardneg.io import claim_output, write_text
 from hardneg.markdown import md_table
 from hardneg.report import _fmt, _mean_sd, _savefig, _sig, _sort_key, paired_over_seeds, read_results
 
@@ -177,8 +177,8 @@ def plot_rates(rows: list[dict], out: Path) -> str:
 
 def write_rate_report(rates: list[tuple[float, Path]], out: str | Path, *, baseline: str = "topk(4)") -> list[str]:
     """Write table.md, table.csv and fig_rates.png for results files given per injection rate."""
-    rows = summarise_rates([(rate, read_results(p)) for rate, p in rates], baseline)
-    out = ensure_dir(Path(out))
-    write_text(out / "table.md", table_markdown(rows, baseline))
-    write_text(out / "table.csv", table_csv(rows))
-    return ["table.md", "table.csv", plot_rates(rows, out)]
+    with claim_output(out, "fn-report", beside=[p for _, p in rates]) as out:
+        rows = summarise_rates([(rate, read_results(p)) for rate, p in rates], baseline)
+        write_text(out / "table.md", table_markdown(rows, baseline))
+        write_text(out / "table.csv", table_csv(rows))
+        return ["table.md", "table.csv", plot_rates(rows, out)]

@@ -6,18 +6,15 @@ from functools import cached_property
 
 import numpy as np
 
-from hardneg.io import sha256_bytes
+from hardneg.hashing import sha256_pairs
 
 # qid -> {docid: relevance}; relevance > 0 means relevant (a positive).
 Qrels = dict[str, dict[str, int]]
 
 
 def _fingerprint(ids: tuple[str, ...], texts: tuple[str, ...]) -> str:
-    h = []
-    for i, t in zip(ids, texts):
-        h.append(i)
-        h.append(t)
-    return sha256_bytes("\x1f".join(h).encode("utf-8"))
+    # Length-prefixed (not separator-joined): it keys the pool cache and run stages, so it must not collide.
+    return sha256_pairs(ids, texts)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """BEIR folders: ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``, validated strictly."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from hardneg.data.jsonl import field_str, iter_jsonl, require_file
+from hardneg.data.jsonl import BOM, field_str, iter_jsonl, require_file
 from hardneg.errors import HardnegError
 from hardneg.types import Corpus, Dataset, Qrels, Queries
 
@@ -59,6 +60,28 @@ def available_splits(folder: str | Path) -> list[str]:
     return sorted(p.stem for p in qdir.glob("*.tsv")) if qdir.is_dir() else []
 
 
+MAX_GRADE = 1_000_000  # relevance grades are small integers; anything larger is a broken column
+
+
+def parse_grade(text: str, where: str | Path, line: int) -> int:
+    """A qrels relevance grade: an integer (``2`` or ``2.0``), finite, with magnitude <= MAX_GRADE."""
+    fix = "use an integer relevance grade (0, 1, 2, ...)"
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    try:
+        value = float(text)
+    except ValueError:
+        raise HardnegError(f'score "{shown}" is not a number', where=where, line=line, fix=fix) from None
+    # float() accepts "nan", "inf" and "1e999" (= inf): int() of those would raise, so check first.
+    if not math.isfinite(value):
+        raise HardnegError(f'score "{shown}" is not a finite number', where=where, line=line, fix=fix)
+    if value != int(value):
+        raise HardnegError(f'score "{shown}" is not an integer grade', where=where, line=line, fix=fix)
+    if abs(value) > MAX_GRADE:
+        raise HardnegError(f'score "{shown}" is outside [-{MAX_GRADE:,}, {MAX_GRADE:,}]', where=where, line=line,
+                           fix=fix)
+    return int(value)
+
+
 def load_qrels(path: str | Path, *, split: str | None = None) -> tuple[Qrels, dict[tuple[str, str], int]]:
     """Read a qrels TSV (optional header ``query-id corpus-id score``; CRLF tolerated).
 
@@ -74,6 +97,8 @@ def load_qrels(path: str | Path, *, split: str | None = None) -> tuple[Qrels, di
     where: dict[tuple[str, str], int] = {}
     with open(p, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
+            if lineno == 1:
+                raw = raw.removeprefix(BOM)  # else the header would not be recognised
             try:
                 line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError:
@@ -90,19 +115,12 @@ def load_qrels(path: str | Path, *, split: str | None = None) -> tuple[Qrels, di
             qid, did, score_s = (c.strip() for c in cols)
             if not qid or not did:
                 raise HardnegError("empty query-id or corpus-id", where=p, line=lineno, fix="fill in both ids")
-            try:
-                score_f = float(score_s)
-            except ValueError:
-                raise HardnegError(f'score "{score_s}" is not a number', where=p, line=lineno,
-                                   fix="use an integer relevance grade (0, 1, 2, ...)") from None
-            if score_f != int(score_f):
-                raise HardnegError(f'score "{score_s}" is not an integer grade', where=p, line=lineno,
-                                   fix="use an integer relevance grade (0, 1, 2, ...)")
+            score = parse_grade(score_s, p, lineno)
             if (qid, did) in where:
                 raise HardnegError(f'duplicate judgement for ({qid}, {did}) (first on line {where[(qid, did)]})',
                                    where=p, line=lineno, fix="keep one row per (query-id, corpus-id)")
             where[(qid, did)] = lineno
-            qrels.setdefault(qid, {})[did] = int(score_f)
+            qrels.setdefault(qid, {})[did] = score
     if not qrels:
         raise HardnegError("the qrels file has no judgements", where=p, fix="add rows query-id<TAB>corpus-id<TAB>score")
     return qrels, where

@@ -43,8 +43,10 @@ from pathlib import Path
 from typing import Any
 
 from hardneg.data.beir import available_splits, load_beir, load_qrels
+from hardneg.data.jsonl import read_json_file
 from hardneg.errors import HardnegError
-from hardneg.io import atomic_path, dumps_json, read_json, sha256_bytes, sha256_file
+from hardneg.io import (OUTPUT_MARKER, atomic_path, check_output, dumps_json, sha256_bytes, sha256_file,
+                        write_json)
 from hardneg.types import Corpus, Dataset
 
 MANIFEST = "injected.json"
@@ -173,11 +175,7 @@ def load_manifest(folder: str | Path) -> Manifest:
     if not path.is_file():
         raise HardnegError("no injection manifest", where=path,
                            fix="pass a folder written by `hardneg inject` (it holds injected.json)")
-    try:
-        raw = read_json(path)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HardnegError(f"the manifest is not valid JSON ({exc})", where=path,
-                           fix="re-run `hardneg inject`") from None
+    raw = read_json_file(path, fix="re-run `hardneg inject`")
     if not isinstance(raw, dict) or raw.get("format") != MANIFEST_FORMAT:
         raise HardnegError(f"unsupported manifest format {raw.get('format') if isinstance(raw, dict) else raw!r}",
                            where=path, fix=f"re-run `hardneg inject` (this version reads format {MANIFEST_FORMAT})")
@@ -226,20 +224,12 @@ def _check_args(rate: float, copies: int, transforms: Sequence[str], seed: int, 
 
 
 def _check_dst(src: Path, dst: Path, overwrite: bool) -> None:
-    s, d = src.resolve(), dst.resolve()
-    if d == s or s.is_relative_to(d) or d.is_relative_to(s):
-        raise HardnegError("the output folder must lie outside the source folder (and not contain it)", where=dst,
-                           fix="choose another --out folder")
-    if d.exists():
-        if not d.is_dir():
-            raise HardnegError("the output path is an existing file", where=dst, fix="choose a folder path")
-        if any(d.iterdir()):
-            if not is_injected(d):
-                raise HardnegError("the output folder exists and was not written by `hardneg inject`", where=dst,
-                                   fix="choose a new folder; an existing non-injection folder is never replaced")
-            if not overwrite:
-                raise HardnegError("the output folder already holds an injected dataset", where=dst,
-                                   fix="pass --overwrite to replace it, or choose a new folder")
+    """The output rule of ``hardneg.io.check_output``; an earlier injection (it holds injected.json, with or
+    without hardneg's output marker) is replaced only with ``overwrite``."""
+    if dst.is_dir() and is_injected(dst) and not overwrite:
+        raise HardnegError("the output folder already holds an injected dataset", where=dst,
+                           fix="pass --overwrite to replace it, or choose a new folder")
+    check_output(dst, "inject", inputs=[src], legacy=is_injected)
 
 
 def plan_injection(dataset: Dataset, *, rate: float, copies: int = 1,
@@ -332,6 +322,7 @@ def inject_false_negatives(src_folder: str | Path, dst_folder: str | Path, *, sp
                "source_relevant_in_other_splits": src_also},
     )
     with atomic_path(dst, is_dir=True) as tmp:
+        write_json(tmp / OUTPUT_MARKER, {"by": "hardneg", "verb": "inject"})
         (tmp / "qrels").mkdir()
         (tmp / "corpus.jsonl").write_bytes(corpus_bytes + sep + extra)
         for rel in copied:
@@ -341,6 +332,13 @@ def inject_false_negatives(src_folder: str | Path, dst_folder: str | Path, *, sp
 
 
 # -- evaluation side --------------------------------------------------------------------------------------------
+
+def _separator_fingerprint(corpus: Corpus) -> str:
+    """The corpus fingerprint of manifests written before fingerprints were length-prefixed (a \\x1f join of
+    ids and texts): only to keep verifying those manifests, never to key anything."""
+    fields = [x for pair in zip(corpus.ids, corpus.encoding_texts) for x in pair]
+    return sha256_bytes("\x1f".join(fields).encode("utf-8"))
+
 
 def strip_injected(dataset: Dataset, manifest: Manifest) -> Dataset:
     """The dataset with every injected document removed from the corpus (for evaluation).
@@ -360,7 +358,7 @@ def strip_injected(dataset: Dataset, manifest: Manifest) -> Dataset:
     keep = [i for i, d in enumerate(dataset.corpus.ids) if d not in manifest.ids]
     corpus: Corpus = dataset.corpus.subset(keep)
     want = manifest.source.get("corpus_fingerprint")
-    if want is not None and corpus.fingerprint != want:
+    if want is not None and want not in (corpus.fingerprint, _separator_fingerprint(corpus)):
         raise HardnegError("the corpus without the injected documents differs from the source corpus",
                            where=dataset.name, fix="the folder was edited after `hardneg inject`; re-run it")
     return replace(dataset, corpus=corpus)

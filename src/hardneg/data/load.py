@@ -35,15 +35,19 @@ def load_dataset(data: str | Path, split: str, *, cache_dir: Path | None = None,
 
 
 def load_eval_dataset(data: str | Path, split: str, *, cache_dir: Path | None = None) -> Dataset:
-    """Like ``load_dataset``, but a folder written by ``hardneg inject`` loses its injected documents: evaluation
-    then runs on exactly the source corpus, so injected false negatives cannot change a test metric."""
+    """Like ``load_dataset``, but a folder written by ``hardneg inject`` loses its injected documents and one
+    written by ``hardneg thin`` gets its hidden positives back into the thinned split's qrels: evaluation then
+    runs on exactly the source's corpus and qrels, so known false negatives cannot change a metric."""
     ds = load_dataset(data, split, cache_dir=cache_dir)
     return strip_if_injected(data, ds)
 
 
 def strip_if_injected(data: str | Path, ds: Dataset) -> Dataset:
-    """``ds`` without the injected documents when ``data`` is a folder written by ``hardneg inject``."""
+    """``ds`` as the source dataset has it, for evaluation: without the injected documents when ``data`` is a
+    folder written by ``hardneg inject``; with the hidden positives restored to the qrels when it is one written by
+    ``hardneg thin`` and ``ds`` is the thinned split or a part of it (a dev carved from it, for instance)."""
     from hardneg.data.inject import is_injected, load_manifest, strip_injected
+    from hardneg.data.thin import eval_manifest, restore_hidden
 
     p = Path(data).expanduser()
     if p.is_dir() and is_injected(p):
@@ -51,4 +55,10 @@ def strip_if_injected(data: str | Path, ds: Dataset) -> Dataset:
 
         logging.getLogger("hardneg").info("%s holds injected documents: evaluating on the source corpus", p)
         return strip_injected(ds, load_manifest(p))
+    hidden = eval_manifest(p, ds)
+    if hidden is not None:
+        import logging
+
+        logging.getLogger("hardneg").info("%s has hidden positives: evaluating with the source's qrels", p)
+        return restore_hidden(ds, hidden)
     return ds

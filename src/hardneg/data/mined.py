@@ -9,12 +9,33 @@ from hardneg.data.jsonl import field_str, iter_jsonl, require_file
 from hardneg.errors import HardnegError
 
 
+def _finite(v: Any) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond float range (JSON allows any number of digits)
+        return False
+
+
+def _shown(v: Any) -> str:
+    r = repr(v) if not isinstance(v, int) or abs(v) < 10 ** 30 else "a huge integer"
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
 def _score(v: Any, what: str, path: Path, lineno: int) -> None:
     if v is None:
         return
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise HardnegError(f"{what} must be a finite number or null, got {v!r}", where=path, line=lineno,
-                           fix="mine the file again; scores must not be NaN or infinite")
+    if not _finite(v):
+        raise HardnegError(f"{what} must be a finite number or null, got {_shown(v)}", where=path, line=lineno,
+                           fix="mine the file again; scores must not be NaN, infinite or out of float range")
+
+
+def _rank(v: Any, what: str, path: Path, lineno: int) -> None:
+    if v is None or (isinstance(v, int) and not isinstance(v, bool)):
+        return
+    raise HardnegError(f"{what} must be an integer or null, got {_shown(v)}", where=path, line=lineno,
+                       fix="mine the file again; rank is the 1-based rank in the teacher's ranking")
 
 
 def _doc(obj: Any, what: str, path: Path, lineno: int) -> None:
@@ -42,6 +63,7 @@ def read_mined(path: str | Path) -> list[dict]:
                                fix='write "neg": [] for a row without negatives')
         for j, n in enumerate(negs):
             _doc(n, f"neg[{j}]", path, lineno)
+            _rank(n.get("rank"), f"neg[{j}] rank", path, lineno)
             if n["docid"] == obj["pos"]["docid"]:
                 raise HardnegError(f'neg[{j}] is the row\'s own positive "{n["docid"]}"', where=path, line=lineno,
                                    fix="a positive must never be a negative: mine the file again")

@@ -6,7 +6,6 @@ Layout: ``<cache_dir>/emb/<key>/shard-00000.npy, shard-00001.npy, ..., meta.json
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -17,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from hardneg.encode.encoder import KINDS, Encoder, Kind, check_texts
+from hardneg.encode.encoder import KINDS, Encoder, Kind, check_texts, encoder_precision
 from hardneg.errors import HardnegError
+from hardneg.hashing import sha256_pairs
 from hardneg.io import ensure_dir, read_npy, sha256_file, stable_hash, write_json, write_npy
 
 log = logging.getLogger("hardneg")
@@ -29,14 +29,7 @@ META = "meta.json"
 
 def content_sha256(ids: Sequence[str], texts: Sequence[str]) -> str:
     """sha256 over (id, text) pairs; every field is length-prefixed, so no separator can be forged."""
-    h = hashlib.sha256()
-    h.update(len(ids).to_bytes(8, "little"))
-    for i, t in zip(ids, texts, strict=True):
-        for field in (i, t):
-            b = field.encode("utf-8")
-            h.update(len(b).to_bytes(8, "little"))
-            h.update(b)
-    return h.hexdigest()
+    return sha256_pairs(ids, texts)  # same bytes as before: existing cache keys stay valid
 
 
 def cache_key(encoder: Encoder, ids: Sequence[str], texts: Sequence[str], kind: Kind) -> str:
@@ -180,6 +173,7 @@ def _build(encoder: Encoder, texts: Sequence[str], kind: Kind, path: Path, key: 
         log.info("embedding cache miss: %s (encoded %d %s texts)", path, n, kind)
     meta = {"format": CACHE_FORMAT, "key": key, "kind": kind, "n": n, "dim": dim, "dtype": dtype,
             "shard_size": shard_size, "shards": shards, "content_sha256": content,
-            "fingerprint": encoder.fingerprint(), "encoder": encoder.spec.to_dict()}
+            "fingerprint": encoder.fingerprint(), "encoder": encoder.spec.to_dict(),
+            "precision": encoder_precision(encoder)}  # the resolved compute precision (fp32 / bf16)
     write_json(path / META, meta)  # last: its presence marks the entry complete
     return CacheEntry(path, meta)

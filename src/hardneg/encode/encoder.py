@@ -1,10 +1,12 @@
 """Encoder spec, the Encoder protocol, and the sentence-transformers backend.
 
 An encoder turns texts into float32 vectors [n, dim] and has a ``fingerprint()`` that changes whenever its
-output could change; the embedding cache (``cache.py``) keys on it.
+output could change; the embedding cache (``cache.py``) keys on it. ``encoder.precision`` is the compute precision
+it resolved (``"fp32"`` or ``"bf16"``, see ``precision.py``); it is part of the fingerprint unless it is fp32.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,6 +17,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from hardneg.encode import precision as _precision
 from hardneg.encode.models import ALIASES, MINILM_INT8, memo_sha256, parse_hash_alias, resolve_model
 from hardneg.errors import HardnegError
 from hardneg.io import sha256_bytes, stable_hash
@@ -25,6 +28,7 @@ Kind = Literal["query", "doc"]
 KINDS: tuple[str, ...] = ("query", "doc")
 DTYPES: tuple[str, ...] = ("float32", "float16")
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
+Precision = Literal["auto", "fp32", "bf16", "int8"]
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx")
 CONFIG_SUFFIXES = (".json", ".txt", ".model")  # configs, tokenizer files, sentencepiece models
 # Records that hardneg's trainer writes beside a model (wall times, paths): they never change its embeddings.
@@ -33,7 +37,12 @@ NOT_MODEL_FILES = {"README.md", "train_config.json", "loss_curve.json", "stage_c
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    """How to encode: model, prompts, truncation, batching, normalisation, storage dtype, backend."""
+    """How to encode: model, prompts, truncation, batching, normalisation, storage dtype, backend, precision.
+
+    ``precision`` is the compute precision (``dtype`` is only the storage dtype of cached vectors): ``"fp32"``,
+    ``"bf16"`` (autocast; needs native bf16), ``"auto"`` (bf16 where native and the fidelity probe passes, else
+    fp32) or ``"int8"`` (not available on this install); see ``hardneg.encode.precision``.
+    """
 
     model: str
     query_prompt: str = ""
@@ -44,6 +53,7 @@ class EncoderSpec:
     dtype: Literal["float32", "float16"] = "float32"  # storage dtype of cached embeddings
     backend: Literal["torch", "onnx"] = "torch"
     trust_remote_code: bool = False
+    precision: Precision = "fp32"  # requested compute precision; the encoder resolves "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -76,12 +86,23 @@ class EncoderSpec:
                                fix=f'use backend = "torch", or model = "{MINILM_INT8}"')
         if self.trust_remote_code and parse_hash_alias(self.model) is not None:
             object.__setattr__(self, "trust_remote_code", False)  # no code to trust: keep one canonical form
+        _precision.check_precision(self.precision)
+        if self.backend == "onnx" and self.precision == "bf16":
+            raise HardnegError(f"precision 'bf16' applies to the torch backend; model {self.model!r} runs its own "
+                               "int8 ONNX graph", fix='use precision = "fp32" (or "auto") with this model, or '
+                                                      'model = "minilm" with precision = "bf16"')
 
-    def output_settings(self, max_seq_length: int | None) -> dict[str, Any]:
+    def output_settings(self, max_seq_length: int | None, precision: str) -> dict[str, Any]:
         """The settings besides the weights that change the vectors (part of every encoder's fingerprint;
-        ``max_seq_length`` is the one the encoder resolved)."""
-        return {"normalize": self.normalize, "max_seq_length": max_seq_length, "query_prompt": self.query_prompt,
-                "doc_prompt": self.doc_prompt, "dtype": self.dtype, "backend": self.backend}
+        ``max_seq_length`` and ``precision`` are the ones the encoder resolved). fp32 adds no key, so fp32
+        fingerprints (and cache keys) are those of the versions before ``precision`` existed."""
+        out = {"normalize": self.normalize, "max_seq_length": max_seq_length, "query_prompt": self.query_prompt,
+               "doc_prompt": self.doc_prompt, "dtype": self.dtype, "backend": self.backend}
+        if precision not in _precision.RESOLVED:
+            raise ValueError(f"output_settings needs a resolved precision (fp32 or bf16), got {precision!r}")
+        if precision != "fp32":
+            out["precision"] = precision
+        return out
 
     def prompt(self, kind: Kind) -> str:
         """The prompt prepended to texts of ``kind``."""
@@ -92,8 +113,12 @@ class EncoderSpec:
         raise HardnegError(f"kind must be 'query' or 'doc', got {kind!r}", fix="pass kind='query' or kind='doc'")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict of every field."""
-        return asdict(self)
+        """Plain JSON-serialisable dict of every field; ``precision`` only when it is not the default fp32, so
+        the records and keys built from it stay those of the versions before the field existed."""
+        out = asdict(self)
+        if out["precision"] == "fp32":
+            del out["precision"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EncoderSpec:
@@ -112,7 +137,11 @@ def _is_pos_int(v: object) -> bool:
 
 @runtime_checkable
 class Encoder(Protocol):
-    """What every backend provides: a spec, an output dim, a fingerprint and ``encode``."""
+    """What every backend provides: a spec, an output dim, a fingerprint and ``encode``.
+
+    hardneg's encoders also have ``precision`` (resolved: ``"fp32"`` or ``"bf16"``) and ``precision_reason``;
+    read them with ``encoder_precision`` (it copes with wrappers and outside encoders that lack them).
+    """
 
     spec: EncoderSpec
     dim: int
@@ -124,6 +153,17 @@ class Encoder(Protocol):
     def encode(self, texts: Sequence[str], kind: Kind, *, progress: bool = True) -> np.ndarray:
         """float32 [n, dim] C-contiguous; the prompt of ``kind`` is prepended."""
         ...
+
+
+def encoder_precision(encoder: object) -> str:
+    """The resolved compute precision of an encoder, for output records. An encoder without a ``precision``
+    attribute (a wrapper, a remote encoder) counts as ``"fp32"`` when its spec asks for fp32, else ``"unknown"``
+    (its fingerprint still holds the resolved precision)."""
+    p = getattr(encoder, "precision", None)
+    if isinstance(p, str):
+        return p
+    spec = getattr(encoder, "spec", None)
+    return "fp32" if getattr(spec, "precision", "fp32") == "fp32" else "unknown"
 
 
 def check_texts(texts: Sequence[str]) -> None:
@@ -233,6 +273,10 @@ class STEncoder:
     Face cache that sentence-transformers loaded; if that folder cannot be found, the hub id plus the commit
     sha from ``huggingface_hub`` (online only; offline the id alone, with a warning: a changed model under the
     same id would then reuse stale cached embeddings).
+
+    Precision: ``bf16`` runs ``model.encode`` under ``torch.autocast(device, dtype=torch.bfloat16)`` with fp32
+    weights (2.2-2.3x fp32 docs/s on MiniLM on an AVX-512 BF16 CPU, cosine to fp32 >= 0.99997); the output is
+    float32 either way. ``self.precision`` is the resolved one (``auto`` runs the probe at construction).
     """
 
     def __init__(self, spec: EncoderSpec, cache_dir: Path | None = None) -> None:
@@ -247,7 +291,11 @@ class STEncoder:
             raise HardnegError(f"cannot tell the embedding size of model {spec.model!r}", where=self.source,
                                fix="use a sentence-transformers model with a Pooling module")
         self.dim: int = int(dim)
-        self._fingerprint: str | None = None
+        self._identity: dict[str, Any] | None = None
+        self._fingerprints: dict[str, str] = {}  # resolved precision -> fingerprint
+        self.precision, self.precision_reason = _precision.resolve_for_encoder(
+            spec.precision, lambda: self._fingerprint_at("fp32"), self._probe_encode,
+            same_prompts=spec.query_prompt == spec.doc_prompt)
 
     def _load(self) -> Any:
         import torch
@@ -296,22 +344,47 @@ class STEncoder:
         return {"hub_id": self.source, "revision": rev}
 
     def fingerprint(self) -> str:
-        """Hex identity of weights, modules/pooling/tokenizer files, normalisation, truncation, prompts, dtype."""
-        if self._fingerprint is None:
-            self._fingerprint = stable_hash({"encoder": "sentence-transformers", "model": self._weights_identity(),
-                                             **self.spec.output_settings(self.max_seq_length)}, n=32)
-        return self._fingerprint
+        """Hex identity of weights, modules/pooling/tokenizer files, normalisation, truncation, prompts, dtype,
+        and the resolved precision when it is not fp32."""
+        return self._fingerprint_at(self.precision)
+
+    def _fingerprint_at(self, precision: str) -> str:
+        if precision not in self._fingerprints:
+            if self._identity is None:
+                self._identity = self._weights_identity()
+            self._fingerprints[precision] = stable_hash(
+                {"encoder": "sentence-transformers", "model": self._identity,
+                 **self.spec.output_settings(self.max_seq_length, precision)}, n=32)
+        return self._fingerprints[precision]
 
     def encode(self, texts: Sequence[str], kind: Kind, *, progress: bool = True) -> np.ndarray:
         """float32 [n, dim] C-contiguous; the spec's prompt for ``kind`` is prepended by sentence-transformers."""
-        prompt = self.spec.prompt(kind)
+        return self._encode_at(texts, kind, self.precision, progress=progress)
+
+    def _probe_encode(self, texts: Sequence[str], kind: str, precision: str) -> np.ndarray:
+        # Batches of 8: the probe's short queries are then not padded to its longest passages (half the time).
+        return self._encode_at(texts, kind, precision, batch_size=min(8, self.spec.batch_size))
+
+    def _encode_at(self, texts: Sequence[str], kind: str, precision: str, *, progress: bool = False,
+                   batch_size: int | None = None) -> np.ndarray:
+        prompt = self.spec.prompt(kind)  # type: ignore[arg-type]
         check_texts(texts)
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         # prompt="" (not None) on purpose: it also disables a model's default_prompt_name, so the spec is the
         # whole truth about prompts.
-        emb = self.model.encode(list(texts), prompt=prompt, batch_size=self.spec.batch_size,
-                                show_progress_bar=progress, convert_to_numpy=True,
-                                normalize_embeddings=self.spec.normalize)
+        with _autocast(self.model.device.type, precision):
+            emb = self.model.encode(list(texts), prompt=prompt, batch_size=batch_size or self.spec.batch_size,
+                                    show_progress_bar=progress, convert_to_numpy=True,
+                                    normalize_embeddings=self.spec.normalize)
         return np.ascontiguousarray(emb, dtype=np.float32)  # [n, dim]
+
+
+def _autocast(device_type: str, precision: str) -> Any:
+    """bf16: ``torch.autocast`` (matmuls in bf16, LayerNorm/softmax/pooling in fp32); fp32: no context at all."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast(device_type, dtype=torch.bfloat16)
 

@@ -8,6 +8,7 @@ from typing import Literal
 
 import numpy as np
 
+from hardneg.encode import precision as _precision
 from hardneg.encode.encoder import EncoderSpec, check_texts
 from hardneg.encode.models import parse_hash_alias
 from hardneg.errors import HardnegError
@@ -29,7 +30,12 @@ def _bucket(word: str, dim: int) -> tuple[int, float]:
 
 
 class HashEncoder:
-    """Hashed bag of words: each word adds +-1 to one of ``dim`` buckets; L2-normalised if ``spec.normalize``."""
+    """Hashed bag of words: each word adds +-1 to one of ``dim`` buckets; L2-normalised if ``spec.normalize``.
+
+    Precision goes through the same resolution as the real encoders (caps, probe, fingerprint); ``bf16`` is
+    simulated by rounding the output vectors through bfloat16 (and back to float32), so tests of the plumbing
+    need no model.
+    """
 
     def __init__(self, spec: EncoderSpec) -> None:
         dim = parse_hash_alias(spec.model)
@@ -38,16 +44,25 @@ class HashEncoder:
                                fix="use EncoderSpec(model='hash:64')")
         self.spec = spec
         self.dim = dim
+        self.precision, self.precision_reason = _precision.resolve_for_encoder(
+            spec.precision, lambda: self._fingerprint_at("fp32"), self._encode_at,
+            same_prompts=spec.query_prompt == spec.doc_prompt)
 
     def fingerprint(self) -> str:
         """Hex identity of everything that shapes the output vectors."""
+        return self._fingerprint_at(self.precision)
+
+    def _fingerprint_at(self, precision: str) -> str:
         return stable_hash({"encoder": "hash", "version": FAKE_VERSION, "dim": self.dim,
-                            **self.spec.output_settings(self.spec.max_seq_length)}, n=32)
+                            **self.spec.output_settings(self.spec.max_seq_length, precision)}, n=32)
 
     def encode(self, texts: Sequence[str], kind: Literal["query", "doc"], *,
                progress: bool = True) -> np.ndarray:
         """Vectors [n, dim] float32; the prompt of ``kind`` is prepended; a text with no words gives zeros."""
-        prompt = self.spec.prompt(kind)
+        return self._encode_at(texts, kind, self.precision)
+
+    def _encode_at(self, texts: Sequence[str], kind: str, precision: str) -> np.ndarray:
+        prompt = self.spec.prompt(kind)  # type: ignore[arg-type]
         check_texts(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)  # [n, dim]
         for row, text in enumerate(texts):
@@ -60,4 +75,8 @@ class HashEncoder:
         if self.spec.normalize:
             norms = np.linalg.norm(out, axis=1, keepdims=True)  # [n, 1]
             np.divide(out, norms, out=out, where=norms > 0)
+        if precision == "bf16":
+            import torch
+
+            out = torch.from_numpy(out).to(torch.bfloat16).to(torch.float32).numpy()
         return out

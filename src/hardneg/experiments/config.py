@@ -20,8 +20,9 @@ from typing import Any
 
 from hardneg.encode.encoder import EncoderSpec
 from hardneg.errors import ConfigErrors, HardnegError
+from hardneg.mining.candidates import MAX_DEPTH, depth_problem
 from hardneg.mining.pipeline import Plan, parse_plan
-from hardneg.train.config import TrainConfig
+from hardneg.train.config import MAX_BATCH, MAX_LENGTH, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,8 @@ class MineSection:
                 object.__setattr__(self, "strategy", str(parse_plan(self.strategy)))  # canonical form
             except HardnegError as exc:
                 p.append(f"strategy={self.strategy!r}: {exc.what}")
-        if not _is_int(self.depth) or self.depth < 1:
-            p.append(f"depth={self.depth!r}: must be an integer >= 1")
+        if (problem := depth_problem(self.depth)) is not None:
+            p.append(f"depth={_shown(self.depth)}: {problem}")
         if not _is_int(self.seed):
             p.append(f"seed={self.seed!r}: must be an integer")
         if p:
@@ -91,11 +92,10 @@ class EvalSection:
         if isinstance(self.splits, list):
             object.__setattr__(self, "splits", tuple(self.splits))
         p = []
-        if self.max_seq_length is not None and (not _is_int(self.max_seq_length) or self.max_seq_length < 1):
-            p.append(f"max_seq_length={self.max_seq_length!r}: must be an integer >= 1")
-        for k in ("batch_size", "depth"):
-            if not _is_int(getattr(self, k)) or getattr(self, k) < 1:
-                p.append(f"{k}={getattr(self, k)!r}: must be an integer >= 1")
+        for k, hi in (("max_seq_length", MAX_LENGTH), ("batch_size", MAX_BATCH), ("depth", MAX_DEPTH)):
+            v = getattr(self, k)
+            if (v is not None or k != "max_seq_length") and (not _is_int(v) or not 1 <= v <= hi):
+                p.append(f"{k}={_shown(v)}: must be an integer >= 1 and <= {hi:,}")
         if not isinstance(self.splits, tuple) or not all(s in ("dev", "test") for s in self.splits) or not self.splits:
             p.append(f"splits={list(self.splits) if isinstance(self.splits, tuple) else self.splits!r}: "
                      "a list of 'dev' and/or 'test'")
@@ -120,6 +120,12 @@ class RunSection:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _shown(v: Any) -> str:
+    """``repr`` for messages, cut when long; a huge integer is not printed in full."""
+    r = "a huge integer" if _is_int(v) and abs(v) >= 10 ** 30 else repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
 
 
 def nondefault(obj: Any) -> dict[str, Any]:
@@ -205,8 +211,8 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     section, k = key.strip().split(".", 1)
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
+    except (ValueError, RecursionError):  # TOMLDecodeError, an over-long integer, nesting too deep
+        value = raw.strip()  # a bare string; the section's validation reports it if it must be a number
     return section, k.strip(), value
 
 
@@ -216,11 +222,17 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise HardnegError("config file not found", where=p, fix="pass a TOML file, e.g. configs/scifact.toml")
     try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(p.read_text(encoding="utf-8-sig"))  # -sig: a leading byte-order mark is skipped
     except UnicodeDecodeError:
         raise HardnegError("config is not UTF-8 text", where=p, fix="save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise HardnegError(f"invalid TOML ({exc})", where=p, fix="fix the TOML syntax") from None
+    except RecursionError:
+        raise HardnegError("invalid TOML (arrays or tables nested too deeply)", where=p,
+                           fix="flatten the nesting") from None
+    except ValueError as exc:  # tomllib lets int()'s digit limit through
+        raise HardnegError(f"invalid TOML ({str(exc).split(';')[0]})", where=p,
+                           fix="write numbers with fewer digits") from None
 
 
 def config_from_dict(raw: dict[str, Any], overrides: list[str] = (), *, where: str = "config",

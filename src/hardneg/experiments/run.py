@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hardneg.data.inject import manifest_for
+from hardneg.data.thin import hidden_for
 from hardneg.data.load import load_dataset, load_eval_dataset, strip_if_injected
 from hardneg.data.mined import read_mined
 from hardneg.data.descriptors import descriptor_for
@@ -29,12 +30,12 @@ from hardneg.encode.encoder import EncoderSpec
 from hardneg.encode.models import default_cache_dir
 from hardneg.evaluate.pipeline import evaluate_model, write_eval
 from hardneg.experiments.config import RunConfig, nondefault
-from hardneg.io import atomic_path, ensure_dir, read_json, stable_hash, write_json
+from hardneg.io import atomic_path, claim_output, read_json, stable_hash, write_json
 from hardneg.errors import HardnegError
 from hardneg.mining.pipeline import MineConfig, Timings, get_pools, mine_to_folder
 from hardneg.mining.select import apply_strategy
 from hardneg.mining.teachers import parse_teacher, teacher_fingerprint
-from hardneg.mining.trap import trap_rates
+from hardneg.mining.trap import hidden_rates, trap_rates
 from hardneg.train.trainer import train
 from hardneg.types import Dataset
 
@@ -106,7 +107,7 @@ def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
         timings.update({f"mine_{k}": v for k, v in pool_t.seconds.items()})
         mcfg = MineConfig(teacher=cfg.teacher, strategies=(strategy,), depth=cfg.mine.depth, seed=cfg.mine.seed)
         with atomic_path(mine_dir, is_dir=True) as tmp:
-            mine_to_folder(pools, splits["train"], mcfg, tmp)
+            mine_to_folder(pools, splits["train"], mcfg, tmp, cache_dir=ctx.cache_dir)
             write_json(tmp / "spec.json", mine_spec)
         timings["mine"] = round(time.perf_counter() - t0, 1)
     rows = read_mined(mine_dir / strategy.slug / "mined.jsonl")
@@ -134,6 +135,9 @@ def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
     traps = trap_stats(cfg, ctx, strategy)
     if traps is not None:
         res["mining"]["traps"] = traps
+    hidden = hidden_stats(cfg, ctx, strategy)
+    if hidden is not None:
+        res["mining"]["hidden"] = hidden
     for label, model in (("base", tcfg.student), ("finetuned", str(train_dir))):
         spec = EncoderSpec(model=model, query_prompt=tcfg.query_prompt, doc_prompt=tcfg.doc_prompt,
                            max_seq_length=cfg.evaluate.max_seq_length, batch_size=cfg.evaluate.batch_size)
@@ -173,14 +177,30 @@ def trap_stats(cfg: RunConfig, ctx: Context, strategy) -> dict | None:
     return trap_rates(apply_strategy(pools[0], strategy.strategy, seed=cfg.mine.seed), ctx.splits["train"], manifest)
 
 
+def hidden_stats(cfg: RunConfig, ctx: Context, strategy) -> dict | None:
+    """Hidden-positive rates (``hardneg.mining.trap.hidden_rates``) of the strategy's negatives when the data is a
+    ``hardneg thin`` copy whose positives were thinned for the train split; None otherwise and for ensembles.
+    Replayed from the cached pool, like ``trap_stats``."""
+    hidden = hidden_for(cfg.data.path, cfg.data.train_split) if strategy.ensemble is None else None
+    if hidden is None:
+        return None
+    pools = get_pools(cfg.teacher, ctx.splits["train"], cfg.mine.depth, ctx.cache_dir, progress=False)
+    return hidden_rates(apply_strategy(pools[0], strategy.strategy, seed=cfg.mine.seed), ctx.splits["train"], hidden)
+
+
 def run_pipeline(cfg: RunConfig, *, progress: bool = True) -> dict:
     """``hardneg run``: execute the stages and write config.resolved.json, results.json and timings.json."""
-    out = ensure_dir(Path(cfg.run.out).expanduser())
     cache_dir = Path(cfg.run.cache).expanduser() if cfg.run.cache else default_cache_dir()
-    write_json(out / "config.resolved.json", cfg.to_dict())
-    ctx = Context(cache_dir=cache_dir, splits=load_splits(cfg, cache_dir), progress=progress)
-    res = execute(cfg, out, ctx)
-    results = {"config": cfg.to_dict(), "stages": res["stages"], "metrics": res["metrics"]}
-    write_json(out / "results.json", results)
-    write_json(out / "timings.json", res["timings"])
+    with claim_output(cfg.run.out, "run", inputs=run_inputs(cfg, cache_dir), flag="run.out") as out:
+        write_json(out / "config.resolved.json", cfg.to_dict())
+        ctx = Context(cache_dir=cache_dir, splits=load_splits(cfg, cache_dir), progress=progress)
+        res = execute(cfg, out, ctx)
+        results = {"config": cfg.to_dict(), "stages": res["stages"], "metrics": res["metrics"]}
+        write_json(out / "results.json", results)
+        write_json(out / "timings.json", res["timings"])
     return {**results, "timings": res["timings"]}
+
+
+def run_inputs(cfg: RunConfig, cache_dir: Path) -> list[str | Path]:
+    """What a run reads (the output folder must not be, contain or lie inside any): data, cache, models."""
+    return [cfg.data.path, cache_dir, cfg.teacher.model, cfg.train.student]

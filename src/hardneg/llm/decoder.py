@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hardneg.errors import ConfigErrors, HardnegError
+from hardneg.hashing import update_field
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -193,11 +194,13 @@ def weights_digest(model: Any) -> str:
     state = hf_model(model).state_dict()
     for name in sorted(state):
         t = state[name].detach()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        # Every field length-prefixed: a "|" in a name or a byte run cannot shift a boundary.
+        for part in (name, str(t.dtype), str(tuple(t.shape))):
+            update_field(h, part)
         t = t.contiguous().cpu()
         if t.dtype in (torch.bfloat16, torch.float16):
             t = t.view(torch.int16)
-        h.update(t.numpy().tobytes())
+        update_field(h, t.numpy().tobytes())
     return h.hexdigest()
 
 

@@ -695,11 +695,17 @@ def run_recipe(cfg: RecipeConfig, *, progress: bool = True) -> dict[str, Any]:
     "metrics": {dataset: {model: metrics}}, "timings"}``.
     """
     from hardneg.encode.models import default_cache_dir
-    from hardneg.io import ensure_dir, read_json, stable_hash, write_json
+    from hardneg.io import claim_output
+
+    cache_dir = Path(cfg.cache) if cfg.cache else default_cache_dir()
+    with claim_output(cfg.out, "recipe", inputs=[cache_dir, cfg.model.base], flag="recipe.out") as out:
+        return _run_recipe_in(cfg, out, cache_dir, progress)
+
+
+def _run_recipe_in(cfg: RecipeConfig, out: Path, cache_dir: Path, progress: bool) -> dict[str, Any]:
+    from hardneg.io import read_json, stable_hash, write_json
     from hardneg.llm.decoder import make_decoder_student
 
-    out = ensure_dir(Path(cfg.out))
-    cache_dir = Path(cfg.cache) if cfg.cache else default_cache_dir()
     write_json(out / "config.resolved.json", cfg.to_dict())
     timings: dict[str, float] = {}
     stages: dict[str, str] = {}

@@ -6,13 +6,36 @@ from pathlib import Path
 
 import numpy as np
 
+from hardneg.data.jsonl import read_json_file
 from hardneg.errors import HardnegError
 from hardneg.io import atomic_path, dumps_json, read_npy, sha256_file
 from hardneg.search.exact import exact_search, score_pairs
 from hardneg.types import CandidatePool, Dataset
 
-POOL_FORMAT = 1
+POOL_FORMAT = 2  # 2: keyed by length-prefixed corpus/queries fingerprints (1's could collide)
 _ARRAYS = ("cand_idx", "cand_score", "cand_rank", "pos_ptr", "pos_idx", "pos_score")
+# Far above any useful depth; a typo such as 1000000000 is an error, not a [queries, depth] allocation.
+MAX_DEPTH = 100_000
+
+
+def depth_problem(depth: object) -> str | None:
+    """Why ``depth`` (candidates kept per query) is invalid, or None."""
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)):
+        return f"depth must be a whole number, got {depth!r}"
+    if depth < 1:
+        return f"depth must be >= 1, got {depth}"
+    if depth > MAX_DEPTH:
+        return f"depth must be <= {MAX_DEPTH:,}, got {depth:,} (depth beyond the corpus size is clamped to it)"
+    return None
+
+
+def effective_depth(depth: int, n_docs: int) -> int:
+    """``depth`` validated and clamped to the corpus size: a query never has more candidates than documents, and
+    the pool arrays are [queries, depth] (a depth of 1e9 on 40 documents once allocated 29.8 GiB of padding)."""
+    problem = depth_problem(depth)
+    if problem is not None:
+        raise HardnegError(problem, fix=f"use a depth between 1 and {MAX_DEPTH:,}, e.g. 100")
+    return max(1, min(int(depth), n_docs))
 
 
 def positive_rows(dataset: Dataset) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -39,8 +62,10 @@ def candidates_from_search(scores: np.ndarray, idx: np.ndarray, pos_ptr: np.ndar
     """Remove positives from a search result and keep the first ``depth`` candidates of each query.
 
     ``scores``/``idx`` [Q, K] sorted (score desc, row asc) with K >= depth + max positives (or the corpus).
-    Returns cand_idx int32, cand_score float32, cand_rank int32 (1-based raw rank), all [Q, depth], -1/NaN pads.
+    Returns cand_idx int32, cand_score float32, cand_rank int32 (1-based raw rank), all [Q, depth], -1/NaN pads;
+    ``depth`` is first clamped to ``n_docs`` (``effective_depth``).
     """
+    depth = effective_depth(depth, n_docs)
     q, k = idx.shape
     npos = np.diff(pos_ptr)
     # Mark positives with one vectorised membership test on (query, row) keys.
@@ -66,8 +91,10 @@ def build_pool(teacher: str, dataset: Dataset, q_emb: np.ndarray, d_emb, depth: 
 
     ``q_emb`` [len(dataset.queries), dim] in dataset query order; ``d_emb`` [len(corpus), dim] or shards.
     ``search_fn(q_emb, k) -> (scores, idx)`` replaces the in-process exact search (e.g. Ray's sharded search,
-    which must return the same result); positives are always scored here from ``d_emb``.
+    which must return the same result); positives are always scored here from ``d_emb``. ``depth`` is clamped
+    to the corpus size (``effective_depth``); ``meta["depth"]`` and ``pool.depth`` hold the clamped value.
     """
+    depth = effective_depth(depth, len(dataset.corpus))
     qids, pos_ptr, pos_idx = positive_rows(dataset)
     if not qids:
         raise HardnegError(f"no query of split '{dataset.split}' has a positive (relevance > 0)",
@@ -110,9 +137,10 @@ def load_pool(folder: str | Path, *, verify: bool = True) -> CandidatePool:
     if not meta_path.is_file():
         raise HardnegError("not a candidate pool (no pool.json)", where=folder,
                            fix="point at a folder written by `hardneg mine`")
-    doc = json.loads(meta_path.read_text(encoding="utf-8"))
-    if doc.get("format") != POOL_FORMAT:
-        raise HardnegError(f"unsupported pool format {doc.get('format')}", where=meta_path, fix="mine again")
+    doc = read_json_file(meta_path, fix="delete the folder and mine again")
+    if not isinstance(doc, dict) or doc.get("format") != POOL_FORMAT:
+        raise HardnegError(f"unsupported pool format {doc.get('format') if isinstance(doc, dict) else doc!r}",
+                           where=meta_path, fix="mine again")
     if verify:
         for name, digest in doc["sha256"].items():
             f = folder / (f"{name}.npy" if name != "qids" else "qids.json")
@@ -120,7 +148,7 @@ def load_pool(folder: str | Path, *, verify: bool = True) -> CandidatePool:
                 raise HardnegError(f"pool file {f.name} is missing or corrupt (hash mismatch)", where=folder,
                                    fix="delete the folder and mine again")
     arrays = {name: read_npy(folder / f"{name}.npy") for name in _ARRAYS}
-    qids = tuple(json.loads((folder / "qids.json").read_text(encoding="utf-8")))
+    qids = tuple(read_json_file(folder / "qids.json", fix="delete the folder and mine again"))
     pool = CandidatePool(teacher=doc["teacher"], qids=qids, meta=doc["meta"], **arrays)
     pool.validate()
     return pool

@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from hardneg.errors import HardnegError
 from hardneg.io import atomic_path, stable_hash, write_jsonl
 from hardneg.mining.select import _mix64, row_keys
 from hardneg.types import Dataset, MinedSet
 
 EXPORTS = ("st", "flag", "triplets")
 ShortPolicy = Literal["drop", "pad"]
+# Teacher scores of (query row, corpus row) pairs: q_rows int [m], d_rows int [m] -> float [m].
+PadScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def _r(x: float) -> float:
@@ -39,15 +42,19 @@ def project_rows(mined: MinedSet, dataset: Dataset) -> Iterator[dict]:
         }
 
 
-def pad_rows(rows: list[dict], mined: MinedSet, dataset: Dataset, n: int, seed: int) -> list[dict]:
+def pad_rows(rows: list[dict], mined: MinedSet, dataset: Dataset, n: int, seed: int,
+             scorer: PadScorer | None = None) -> list[dict]:
     """Fill rows short of n with random corpus docs that are neither positives nor already negatives.
 
     FlagEmbedding's miner does the same; the draw is a hash of (seed, row, attempt), so it is reproducible.
+    A padded negative is marked ``"pad": true`` with ``rank`` -1, and its ``score`` is the teacher's real score
+    from ``scorer`` (without a scorer the row has no ``score`` key for it: never a null where a number belongs).
     """
     pool, corpus = mined.pool, dataset.corpus
     keys = row_keys(pool, mined.row_q, mined.row_pos)
     n_docs = len(corpus)
     out = []
+    padded: list[tuple[int, int, int, int]] = []  # (row, slot, query row, corpus row)
     for r, row in enumerate(rows):
         if len(row["neg"]) >= n:
             out.append(row)
@@ -64,24 +71,38 @@ def pad_rows(rows: list[dict], mined: MinedSet, dataset: Dataset, n: int, seed: 
             if corpus.ids[d] in taken:
                 continue
             taken.add(corpus.ids[d])
-            negs.append({"docid": corpus.ids[d], "text": corpus.encoding_texts[d], "score": None, "rank": -1})
+            padded.append((len(out), len(negs), dataset.queries.row[row["qid"]], d))
+            negs.append({"docid": corpus.ids[d], "text": corpus.encoding_texts[d], "rank": -1, "pad": True})
         out.append({**row, "neg": negs})
+    if scorer is not None and padded:
+        at = np.array(padded, dtype=np.int64)  # [m, 4]
+        for (r, slot, _, _), s in zip(padded, scorer(at[:, 2], at[:, 3]).tolist()):
+            out[r]["neg"][slot]["score"] = _r(s)
     return out
 
 
 def _apply_policy(rows: list[dict], n: int, policy: ShortPolicy, mined: MinedSet, dataset: Dataset,
-                  seed: int) -> list[dict]:
+                  seed: int, scorer: PadScorer | None) -> list[dict]:
     if n == 0:
         return rows
     if policy == "drop":
         return [r for r in rows if len(r["neg"]) >= n]
-    return pad_rows(rows, mined, dataset, n, seed)
+    return pad_rows(rows, mined, dataset, n, seed, scorer)
 
 
 def write_exports(rows: list[dict], out: Path, n: int, formats: tuple[str, ...], *, policy: ShortPolicy,
-                  mined: MinedSet, dataset: Dataset, seed: int) -> dict[str, int]:
-    """Write the requested exports under ``out``; returns rows written per format."""
-    fixed = _apply_policy(rows, n, policy, mined, dataset, seed) if formats else []
+                  mined: MinedSet, dataset: Dataset, seed: int, scorer: PadScorer | None = None) -> dict[str, int]:
+    """Write the requested exports under ``out``; returns rows written per format.
+
+    FlagEmbedding rows carry ``pos_scores``/``neg_scores`` (teacher scores, padded negatives included, which is
+    why padding with a ``flag`` export needs ``scorer``) and, with ``policy="pad"``, ``neg_pad`` (true for a
+    padded negative).
+    """
+    if policy == "pad" and "flag" in formats and scorer is None:
+        raise HardnegError("padding a flag export needs the teacher's scores of the padded documents, which are "
+                           "only available for a single encoder teacher", where="--short pad",
+                           fix="use --short drop, or export st/triplets only, or mine with a single teacher")
+    fixed = _apply_policy(rows, n, policy, mined, dataset, seed, scorer) if formats else []
     written: dict[str, int] = {}
     if "st" in formats:
         st_rows = [{"anchor": r["query"], "positive": r["pos"]["text"],
@@ -91,7 +112,9 @@ def write_exports(rows: list[dict], out: Path, n: int, formats: tuple[str, ...],
     if "flag" in formats:
         written["flag.jsonl"] = write_jsonl(out / "flag.jsonl", (
             {"query": r["query"], "pos": [r["pos"]["text"]], "neg": [x["text"] for x in r["neg"]],
-             "pos_scores": [r["pos"]["score"]], "neg_scores": [x["score"] for x in r["neg"]]} for r in fixed))
+             "pos_scores": [r["pos"]["score"]], "neg_scores": [x["score"] for x in r["neg"]],
+             **({"neg_pad": [bool(x.get("pad", False)) for x in r["neg"]]} if policy == "pad" else {})}
+            for r in fixed))
     if "triplets" in formats:
         written["triplets.jsonl"] = write_jsonl(out / "triplets.jsonl", (
             {"anchor": r["query"], "positive": r["pos"]["text"], "negative": x["text"]}

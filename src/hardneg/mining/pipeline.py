@@ -10,16 +10,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from hardneg.encode.cache import encode_cached
 from hardneg.encode.encoder import EncoderSpec, load_encoder
 from hardneg.errors import HardnegError
 from hardneg.io import atomic_path, ensure_dir, stable_hash, write_json, write_jsonl
-from hardneg.mining.candidates import build_pool, load_pool, save_pool
+from hardneg.mining.candidates import build_pool, depth_problem, effective_depth, load_pool, save_pool
 from hardneg.mining.ensemble import EnsembleSpec, ensemble_mine, ensemble_rows, ensemble_stats, split_ensemble
-from hardneg.mining.export import EXPORTS, ShortPolicy, project_rows, write_exports
-from hardneg.mining.select import apply_strategy
+from hardneg.mining.export import EXPORTS, PadScorer, ShortPolicy, project_rows, write_exports
+from hardneg.mining.select import PoolExtras, apply_strategy
 from hardneg.mining.stats import mining_stats
 from hardneg.mining.strategy import Strategy, parse_strategy
+from hardneg.mining.treat import export_view, mined_rows
 from hardneg.mining.teachers import fusion_pool, member_specs, parse_teacher, teacher_fingerprint
 from hardneg.types import CandidatePool, Dataset
 
@@ -64,8 +67,8 @@ class MineConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.depth < 1:
-            problems.append(f"depth must be >= 1, got {self.depth}")
+        if (depth_msg := depth_problem(self.depth)) is not None:
+            problems.append(depth_msg)
         if not self.strategies:
             problems.append("give at least one strategy")
         bad = [e for e in self.exports if e not in EXPORTS]
@@ -80,6 +83,9 @@ class MineConfig:
         ens = [str(p) for p in self.strategies if p.ensemble is not None]
         if ens and ref.kind != "list":
             problems.append(f"ensemble strategies ({', '.join(ens)}) need several teachers")
+        if self.short_policy == "pad" and "flag" in self.exports and ref.kind != "single":
+            problems.append("--short pad with the flag export needs one encoder teacher (the padded documents' "
+                            "teacher scores are computed from its embeddings); use --short drop")
         if problems:
             raise HardnegError("; ".join(problems), fix="see `hardneg mine --help`")
 
@@ -103,10 +109,16 @@ def pool_key(teacher_fp: str, dataset: Dataset, depth: int) -> str:
                         "queries": dataset.queries.fingerprint, "qrels": qrels_fp, "depth": depth}, n=24)
 
 
-def get_pool(spec: EncoderSpec, dataset: Dataset, depth: int, cache_dir: Path | None, *, progress: bool = True,
+def get_pool(spec: EncoderSpec | str, dataset: Dataset, depth: int, cache_dir: Path | None, *, progress: bool = True,
              timings: Timings | None = None) -> CandidatePool:
-    """The candidate pool of one teacher (an encoder or a fusion), from the cache when it exists."""
+    """The candidate pool of one teacher (an encoder or a fusion), from the cache when it exists.
+
+    ``depth`` beyond the corpus size is clamped to it (before the cache key: equal pools, one entry)."""
     timings = timings if timings is not None else Timings()
+    asked, depth = depth, effective_depth(depth, len(dataset.corpus))
+    if depth < asked:
+        log.info("depth %d exceeds the corpus (%d documents): candidate pools hold %d", asked, depth, depth)
+    spec = EncoderSpec(model=spec) if isinstance(spec, str) else spec  # a teacher given as a plain string
     ref = parse_teacher(spec.model)
     if ref.kind == "list":
         raise HardnegError(f'"{spec.model}" lists several teachers; each has its own pool',
@@ -154,24 +166,45 @@ def get_pools(spec: EncoderSpec, dataset: Dataset, depth: int, cache_dir: Path |
 
 
 def _write_one(folder: Path, rows: list[dict], stats: dict, plan: Plan, cfg: MineConfig, pool: CandidatePool,
-               dataset: Dataset) -> None:
+               dataset: Dataset, scorer: PadScorer | None = None, extras: PoolExtras | None = None) -> None:
     with atomic_path(folder, is_dir=True) as tmp:
         write_jsonl(tmp / "mined.jsonl", rows)
         # Padding in exports only needs the row layout, which every teacher's pool shares.
-        mined = apply_strategy(pool, plan.strategy, seed=cfg.seed)
+        mined = export_view(apply_strategy(pool, plan.strategy, seed=cfg.seed, extras=extras))
         stats["exports"] = write_exports(rows, tmp, plan.n, cfg.exports, policy=cfg.short_policy, mined=mined,
-                                         dataset=dataset, seed=cfg.seed)
+                                         dataset=dataset, seed=cfg.seed, scorer=scorer)
         write_json(tmp / "stats.json", stats)
 
 
+def teacher_scorer(spec: EncoderSpec, dataset: Dataset, cache_dir: Path | None) -> PadScorer | None:
+    """Real teacher scores of arbitrary (query, document) pairs, for padded export negatives: a single encoder's
+    cached embeddings (read once, on first use); None for fusion and teacher lists."""
+    if parse_teacher(spec.model).kind != "single":
+        return None
+    embs: list[np.ndarray] = []
+
+    def score(q_rows: np.ndarray, d_rows: np.ndarray) -> np.ndarray:
+        if not embs:
+            enc = load_encoder(spec, cache_dir)
+            embs.append(encode_cached(enc, dataset.queries.ids, dataset.queries.texts, "query", cache_dir,
+                                      progress=False))
+            embs.append(encode_cached(enc, dataset.corpus.ids, dataset.corpus.encoding_texts, "doc", cache_dir,
+                                      progress=False))
+        return np.einsum("md,md->m", embs[0][q_rows], embs[1][d_rows])  # [m]
+
+    return score
+
+
 def mine_to_folder(pools: list[CandidatePool], dataset: Dataset, cfg: MineConfig, out: Path, *,
-                   manifest=None) -> dict[str, dict]:
+                   manifest=None, scorer: PadScorer | None = None,
+                   cache_dir: Path | None = None) -> dict[str, dict]:
     """Replay every strategy on the teachers' pools; write ``out/<strategy>/`` (one teacher or an ensemble) or
     ``out/<teacher>/<strategy>/`` (several teachers, plain strategy), each folder atomically."""
     ensure_dir(out)
     ref = parse_teacher(cfg.teacher.model)
     names = list(ref.members) if ref.kind == "list" else [str(ref)]
     all_stats: dict[str, dict] = {}
+    extras_cache: dict[int, PoolExtras] = {}
     for plan in cfg.strategies:
         t0 = time.perf_counter()
         if plan.ensemble is not None:
@@ -181,28 +214,70 @@ def mine_to_folder(pools: list[CandidatePool], dataset: Dataset, cfg: MineConfig
             all_stats[str(plan)] = stats
         else:
             for name, pool in zip(names, pools):
-                mined = apply_strategy(pool, plan.strategy, seed=cfg.seed)
-                stats = mining_stats(mined, plan.n)
-                if manifest is not None:  # an injected dataset: how many known false negatives were mined
-                    from hardneg.mining.trap import trap_rates
+                extras = _extras(pool, plan.strategy, dataset, cache_dir, extras_cache)
+                mined = apply_strategy(pool, plan.strategy, seed=cfg.seed, extras=extras)
+                stats = mining_stats(mined, plan.n, asked=str(plan.strategy))
+                warn_short(stats, dataset, name, plan.n)
+                if manifest is not None:  # an injected or thinned dataset: how many known false negatives were mined
+                    from hardneg.mining.trap import known_negative_rates
 
-                    stats["traps"] = trap_rates(mined, dataset, manifest)
+                    stats.update(known_negative_rates(mined, dataset, manifest))
                 folder = out / plan.slug if len(pools) == 1 else out / parse_teacher(name).slug / plan.slug
-                _write_one(folder, list(project_rows(mined, dataset)), stats, plan, cfg, pool, dataset)
+                _write_one(folder, list(mined_rows(mined, dataset)), stats, plan, cfg, pool, dataset,
+                           scorer if len(pools) == 1 else None, extras)
                 all_stats[str(plan) if len(pools) == 1 else f"{name}: {plan}"] = stats
         log.debug("%s: %.3f s", plan, time.perf_counter() - t0)
     return all_stats
 
 
+def _extras(pool: CandidatePool, strategy: Strategy, dataset: Dataset, cache_dir: Path | None,
+            memo: dict[int, PoolExtras]) -> PoolExtras | None:
+    """The per-pool arrays posnbr / dedup read, computed once per pool and run (None when not needed)."""
+    need = strategy.needs()
+    if not need:
+        return None
+    from hardneg.mining.neighbours import pool_extras
+
+    have = memo.get(id(pool))
+    judges = dict(getattr(have, "judge", None) or {})
+    missing = {k for k in need if (k.startswith("judge:") and k[6:] not in judges)
+               or (not k.startswith("judge:") and (have is None or getattr(have, k) is None))}
+    if missing:
+        new = pool_extras(pool, dataset, cache_dir, need=missing)
+        have = PoolExtras(pos_cos=new.pos_cos if new.pos_cos is not None else getattr(have, "pos_cos", None),
+                          dup=new.dup if new.dup is not None else getattr(have, "dup", None),
+                          judge={**judges, **(new.judge or {})} or None)
+        memo[id(pool)] = have
+    return have
+
+
+SHORT_WARN_SHARE = 0.05
+
+
+def warn_short(stats: dict, dataset: Dataset, teacher: str, n: int) -> None:
+    """One log.warning line when more than 5% of rows are short of n negatives, with the calibrate command."""
+    rows, short = stats.get("rows", 0), stats.get("rows_short", 0)
+    if "resolved" in stats:  # an auto threshold: the user chose the coverage
+        return
+    if n and rows and short > SHORT_WARN_SHARE * rows:
+        st = stats.get("strategy", "")
+        filt = next((k for k in ("percpos", "marginpos", "posnbr", "abs") if k in st), "percpos")
+        log.warning("%s: %d of %d rows (%.1f%%) have fewer than %d negatives; choose a threshold with: hardneg "
+                    "calibrate --data %s --teacher %s --filter %s --n %d --out calibrate-%s", st, short, rows,
+                    100.0 * short / rows, n, dataset.name, teacher, filt, n, filt)
+
+
 def run_mine(dataset: Dataset, cfg: MineConfig, out: Path, cache_dir: Path | None, *,
              progress: bool = True, manifest=None) -> dict:
-    """``hardneg mine``: encode and search once per teacher, replay every strategy, write outputs and a summary."""
-    if out.exists() and not out.is_dir():
-        raise HardnegError("the output folder is an existing file", where=out, fix="pass a folder path for --out")
+    """``hardneg mine``: encode and search once per teacher, replay every strategy, write outputs and a summary.
+
+    ``out`` must already be claimed for ``mine`` (``hardneg.io.claim_output``) by the caller.
+    """
     timings = Timings()
     pools = get_pools(cfg.teacher, dataset, cfg.depth, cache_dir, progress=progress, timings=timings)
     t0 = time.perf_counter()
-    stats = mine_to_folder(pools, dataset, cfg, out, manifest=manifest)
+    scorer = teacher_scorer(cfg.teacher, dataset, cache_dir) if cfg.short_policy == "pad" and cfg.exports else None
+    stats = mine_to_folder(pools, dataset, cfg, out, manifest=manifest, scorer=scorer, cache_dir=cache_dir)
     timings.add("strategies", t0)
     summary = {"config": cfg.to_dict(), "dataset": {"name": dataset.name, "split": dataset.split,
                                                     "docs": len(dataset.corpus), "queries": len(dataset.queries)},

@@ -29,16 +29,28 @@ def score_arrays(mined: MinedSet) -> dict[str, np.ndarray]:
     return {"pos": pos, "top1_neg": top1, "pos_minus_top1": pos - top1}
 
 
-def mining_stats(mined: MinedSet, n: int) -> dict:
-    """Counts and score quantiles (rounded to 1e-6 so the JSON is stable across BLAS builds)."""
+def mining_stats(mined: MinedSet, n: int, asked: str | None = None) -> dict:
+    """Counts and score quantiles (rounded to 1e-6 so the JSON is stable across BLAS builds).
+
+    ``asked``: the strategy as given; when it differs from the one applied (an auto threshold), ``strategy`` is the
+    asked one and ``resolved`` the applied, reproducible one (treated sets add ``treatment`` counts).
+    """
     n_neg = mined.n_neg
     rows = len(mined)
     arrays = score_arrays(mined)
     q_has_neg = np.zeros(len(mined.pool), dtype=bool)
     q_has_neg[mined.row_q[n_neg > 0]] = True
     valid = int((mined.pool.cand_idx[mined.row_q] >= 0).sum())
+    extra: dict = {}
+    if asked is not None and asked != mined.strategy:
+        extra["resolved"] = mined.strategy
+    if getattr(mined, "treatment", ""):
+        relabeled = int((mined.relabel_col >= 0).sum()) if mined.relabel_col is not None else 0
+        extra["treatment"] = {"name": mined.treatment, "relabeled": relabeled,
+                              "dropped_queries": int(mined.dropped_queries)}
     return {
-        "strategy": mined.strategy,
+        "strategy": asked if asked is not None else mined.strategy,
+        **extra,
         "teacher": mined.pool.teacher,
         "rows": rows,
         "queries": len(mined.pool),

@@ -20,6 +20,25 @@ removed, in score order (ties: corpus row ascending):
 - ``top1+sampled(k,n[,temperature])``  keep the first survivor, sample n-1 from survivors 2..k as above.
 - ``none``          no hard negatives (in-batch negatives only, a training baseline).
 
+Counts (N, n, k) are whole numbers of at most 100,000.
+
+False-negative filters, treatments and samplers (docs/false-negatives.md, section 5):
+
+- ``posnbr(tau)``   drop a candidate whose document cosine to any positive of its query is >= tau (the teacher's
+                    cached document embeddings; tau in [-1, 1]).
+- ``dedup``         drop a candidate whose normalised text (lowercased, punctuation removed, whitespace collapsed)
+                    equals a positive's or a higher-ranked candidate's.
+- ``percpos(auto,coverage=0.95)``  (also ``marginpos``, ``abs``, ``posnbr``) the strictest threshold on a 0.001 grid
+                    that leaves >= n negatives in that share of rows, resolved per teacher pool; the stats record the
+                    resolved strategy (``resolved``).
+- ``drop(J)``, ``relabel(J[,k=10])``, ``drop-query(J[,m=1,k=10])``  treatments of the candidates a judge J (filters
+                    joined by ``+``) would remove: drop them; or drop them and make those among the first k candidates
+                    extra positives of the row (extra output rows marked ``relabeled``); or drop every row of a query
+                    with more than m of them among its first k candidates. ``teacher=T`` judges with another
+                    encoder's scores, e.g. ``relabel(percpos(0.98),teacher=mpnet)+topk(4)``.
+- ``simans(k,n,a,b)``  sample n of the first k survivors without replacement, P ~ exp(-a (s - s_pos - b)^2)
+                    (SimANS, Zhou et al. 2022; s_pos the row's positive score).
+
 Teacher ensembles (with several --teacher, best first) append ``+ensemble(...)`` to a strategy:
 
 - ``ensemble(cross)``            each (query, positive) row takes all its negatives from one teacher drawn at
@@ -43,10 +62,18 @@ from hardneg.errors import HardnegError
 
 PosRef = Literal["min", "max", "mean", "row"]
 POS_REFS = ("min", "max", "mean", "row")
+# Upper bound of every count (shift N, topk n, sampled k and n): far above any useful value, low enough that a
+# typo such as topk(1000000000) is an error instead of [rows, n] arrays that exhaust memory.
+MAX_COUNT = 100_000
 
 
 def _num(x: float) -> str:
     return repr(float(x))  # shortest round-tripping form: 0.95 -> "0.95"
+
+
+def _thr(x: float | None, coverage: float | None) -> str:
+    """A threshold argument: a number, or ``auto,coverage=C``."""
+    return f"auto,coverage={_num(coverage)}" if x is None else _num(x)
 
 
 @dataclass(frozen=True)
@@ -59,28 +86,81 @@ class Shift:
 
 @dataclass(frozen=True)
 class Abs:
-    t: float
+    t: float | None  # None: auto (resolved per pool to the strictest value that reaches ``coverage``)
+    coverage: float | None = None
 
     def __str__(self) -> str:
-        return f"abs({_num(self.t)})"
+        return f"abs({_thr(self.t, self.coverage)})"
 
 
 @dataclass(frozen=True)
 class MarginPos:
-    m: float
+    m: float | None
     ref: PosRef = "min"
+    coverage: float | None = None
 
     def __str__(self) -> str:
-        return f"marginpos({_num(self.m)}{'' if self.ref == 'min' else ',ref=' + self.ref})"
+        return f"marginpos({_thr(self.m, self.coverage)}{'' if self.ref == 'min' else ',ref=' + self.ref})"
 
 
 @dataclass(frozen=True)
 class PercPos:
-    p: float
+    p: float | None
     ref: PosRef = "min"
+    coverage: float | None = None
 
     def __str__(self) -> str:
-        return f"percpos({_num(self.p)}{'' if self.ref == 'min' else ',ref=' + self.ref})"
+        return f"percpos({_thr(self.p, self.coverage)}{'' if self.ref == 'min' else ',ref=' + self.ref})"
+
+
+@dataclass(frozen=True)
+class PosNbr:
+    """Drop a candidate whose document-document cosine to any positive of its query is >= tau."""
+
+    tau: float | None
+    coverage: float | None = None
+
+    def __str__(self) -> str:
+        return f"posnbr({_thr(self.tau, self.coverage)})"
+
+
+@dataclass(frozen=True)
+class Dedup:
+    """Drop a candidate whose normalised text equals a positive's or a higher-ranked candidate's."""
+
+    def __str__(self) -> str:
+        return "dedup"
+
+
+TREATMENTS = ("drop", "relabel", "drop-query")
+DEFAULT_TREAT_K = 10
+
+
+@dataclass(frozen=True)
+class Treat:
+    """A treatment of the candidates a judge (filters) would remove: drop, relabel as positives, or drop the query.
+
+    ``k``: relabel / drop-query look at the first k pool candidates; ``m``: drop-query drops a query with more
+    than m flagged among them.
+    """
+
+    kind: str
+    judge: tuple  # tuple[Filter, ...] without treatments, shift or auto thresholds
+    k: int = DEFAULT_TREAT_K
+    m: int = 1
+    teacher: str | None = None  # the judge's teacher (its scores replace the pool's); None: the mining teacher
+
+    def __str__(self) -> str:
+        j = "+".join(str(f) for f in self.judge)
+        t = "" if self.teacher is None else f",teacher={self.teacher}"
+        if self.kind == "drop":
+            return f"drop({j}{t})"
+        if self.kind == "relabel":
+            return f"relabel({j}{'' if self.k == DEFAULT_TREAT_K else f',k={self.k}'}{t})"
+        return f"drop-query({j},m={self.m},k={self.k}{t})"
+
+    def is_auto(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True)
@@ -114,6 +194,19 @@ class Top1Sampled:
 
 
 @dataclass(frozen=True)
+class SimANS:
+    """SimANS sampler (Zhou et al. 2022): n of the first k survivors, P ~ exp(-a (s - s_pos - b)^2)."""
+
+    k: int
+    n: int
+    a: float
+    b: float
+
+    def __str__(self) -> str:
+        return f"simans({self.k},{self.n},{_num(self.a)},{_num(self.b)})"
+
+
+@dataclass(frozen=True)
 class NoNegatives:
     def __str__(self) -> str:
         return "none"
@@ -121,9 +214,19 @@ class NoNegatives:
     n = 0
 
 
-Filter = Union[Shift, Abs, MarginPos, PercPos]
-Selector = Union[TopK, Sampled, Top1Sampled, NoNegatives]
-_FILTER_ORDER = (Shift, Abs, MarginPos, PercPos)  # canonical order; value filters commute, shift is by raw rank
+Filter = Union[Shift, Abs, MarginPos, PercPos, PosNbr, Dedup, Treat]
+Selector = Union[TopK, Sampled, Top1Sampled, SimANS, NoNegatives]
+# canonical order; value filters commute, shift is by raw rank; a treatment comes last (it sees the survivors)
+_FILTER_ORDER = (Shift, Abs, MarginPos, PercPos, PosNbr, Dedup, Treat)
+_SELECTORS = (TopK, Sampled, Top1Sampled, SimANS, NoNegatives)
+_AUTO_KINDS = (Abs, MarginPos, PercPos, PosNbr)
+
+
+THRESHOLD_FIELD = {Abs: "t", MarginPos: "m", PercPos: "p", PosNbr: "tau"}
+
+
+def is_auto(f) -> bool:
+    return isinstance(f, _AUTO_KINDS) and f.coverage is not None
 
 
 @dataclass(frozen=True)
@@ -143,21 +246,42 @@ class Strategy:
 
     @property
     def is_sampled(self) -> bool:
-        return isinstance(self.selector, (Sampled, Top1Sampled))
+        return isinstance(self.selector, (Sampled, Top1Sampled, SimANS))
+
+    @property
+    def auto(self) -> Filter | None:
+        """The filter whose threshold is resolved per pool (``...(auto,coverage=C)``), or None."""
+        return next((f for f in self.filters if is_auto(f)), None)
+
+    @property
+    def treatment(self) -> Treat | None:
+        return next((f for f in self.filters if isinstance(f, Treat)), None)
+
+    def needs(self) -> set[str]:
+        """Per-pool arrays beyond the pool this strategy reads: ``pos_cos`` (posnbr), ``dup`` (dedup)."""
+        fs = list(self.filters) + [g for f in self.filters if isinstance(f, Treat) for g in f.judge]
+        judges = {f"judge:{f.teacher}" for f in self.filters if isinstance(f, Treat) and f.teacher is not None}
+        return ({"pos_cos"} if any(isinstance(f, PosNbr) for f in fs) else set()) | (
+            {"dup"} if any(isinstance(f, Dedup) for f in fs) else set()) | judges
 
     @property
     def slug(self) -> str:
         """A file-name-safe form of the canonical string (only ``[a-z0-9._-]``)."""
         s = str(self)
         for a, b in (("top1+sampled", "top1sampled"), ("+", "_"), ("(", "-"), (")", ""), (",", "-"),
-                     ("=", "-")):
+                     ("=", "-")):  # drop-query keeps its hyphen
             s = s.replace(a, b)
-        return s
+        return re.sub(r"[^a-z0-9._-]", "-", s.lower())  # a judge teacher may be a hub id (no-op for the rest)
 
 
-_TOKEN = re.compile(r"^([a-z0-9_]+)\s*(?:\((.*)\))?$")
+_TOKEN = re.compile(r"^([a-z0-9_-]+)\s*(?:\((.*)\))?$")
 HELP = ("write filters then one selector joined by '+', e.g. percpos(0.95)+topk(4), shift(10)+topk(4), "
         "abs(0.7)+topk(4), marginpos(0.05)+sampled(10,4), percpos(0.95)+top1+sampled(10,4), none")
+
+
+def _short(v: str, n: int = 40) -> str:
+    """Text as quoted in an error: long ones cut, so the message stays readable."""
+    return v if len(v) <= n else v[:n - 3] + "..."
 
 
 def _split_top(s: str) -> list[str]:
@@ -205,26 +329,33 @@ class _Args:
         if not lo <= len(self.pos) <= hi:
             self.fail(f"expected {usage}", f"write {usage}")
 
-    def integer(self, i: int, label: str, lo: int) -> int:
+    def integer(self, i: int, label: str, lo: int, hi: int = MAX_COUNT) -> int:
         v = self.pos[i]
         if not re.fullmatch(r"[+-]?\d+", v):
-            self.fail(f"{label} must be a whole number, got '{v}'")
+            self.fail(f"{label} must be a whole number, got '{_short(v)}'")
+        digits = v.lstrip("+-").lstrip("0")
+        if len(digits) > len(str(hi)):  # before int(): thousands of digits would exceed int()'s limit
+            if v.startswith("-"):
+                self.fail(f"{label} must be >= {lo}, got a {len(digits)}-digit negative number")
+            self.fail(f"{label} must be <= {hi:,}, got a {len(digits)}-digit number", f"use {label} <= {hi:,}")
         x = int(v)
         if x < lo:
             self.fail(f"{label} must be >= {lo}, got {x}")
+        if x > hi:
+            self.fail(f"{label} must be <= {hi:,}, got {x:,}", f"use {label} <= {hi:,}")
         return x
 
     def real(self, v: str, label: str, lo: float | None = None, lo_open: bool = False, hi: float | None = None) -> float:
         try:
             x = float(v)
         except ValueError:
-            self.fail(f"{label} must be a number, got '{v}'")
+            self.fail(f"{label} must be a number, got '{_short(v)}'")
         if not math.isfinite(x):
-            self.fail(f"{label} must be finite, got '{v}'")
+            self.fail(f"{label} must be finite, got '{_short(v)}'")
         if lo is not None and (x < lo or (lo_open and x == lo)):
-            self.fail(f"{label} must be {'>' if lo_open else '>='} {lo}, got {v}")
+            self.fail(f"{label} must be {'>' if lo_open else '>='} {lo}, got {_short(v)}")
         if hi is not None and x > hi:
-            self.fail(f"{label} must be <= {hi}, got {v}")
+            self.fail(f"{label} must be <= {hi}, got {_short(v)}")
         return x
 
     def ref(self) -> PosRef:
@@ -238,27 +369,111 @@ class _Args:
         return self.real(v, "temperature", lo=0.0, lo_open=True)
 
 
+def _split_args(text: str) -> list[str]:
+    """Comma-separated arguments at parenthesis depth 0 (a judge such as percpos(0.9,ref=row) stays whole)."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            parts.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur).strip())
+    return parts
+
+
+TREAT_HELP = ("write drop(JUDGE), relabel(JUDGE[,k=10]) or drop-query(JUDGE[,m=1,k=10]) with JUDGE one or more "
+              "filters joined by '+' (optionally teacher=T, the judge's teacher), e.g. relabel(percpos(0.98))+topk(4)")
+
+
+def _parse_treatment(name: str, argtext: str, src: str) -> Treat:
+    parts = _split_args(argtext)
+    judge_text, opts = parts[0], parts[1:]
+    if not judge_text:
+        raise HardnegError(f'bad strategy "{src}": {name} needs a judge (filters)', fix=TREAT_HELP)
+    judge: list = []
+    for tok in _split_top(judge_text):
+        f = _parse_token(tok, src)
+        if isinstance(f, (Shift, Treat)) or isinstance(f, _SELECTORS) or is_auto(f):
+            raise HardnegError(f'bad strategy "{src}": {name}: the judge takes value filters only (abs, marginpos, '
+                               f'percpos, posnbr, dedup with fixed thresholds), got "{f}"', fix=TREAT_HELP)
+        judge.append(f)
+    kinds = [type(f) for f in judge]
+    if len(set(kinds)) != len(kinds):
+        raise HardnegError(f'bad strategy "{src}": {name}: a judge filter appears twice', fix=TREAT_HELP)
+    judge.sort(key=lambda f: _FILTER_ORDER.index(type(f)))
+    allowed = {"drop": ("teacher",), "relabel": ("k", "teacher"), "drop-query": ("m", "k", "teacher")}[name]
+    a = _Args("", name, src, allowed)
+    for o in opts:
+        if "=" not in o:
+            a.fail(f"unexpected argument '{_short(o)}'", TREAT_HELP)
+        key, v = (x.strip() for x in o.split("=", 1))
+        key = key.lower()
+        if key not in allowed:
+            a.fail(f"unknown option '{key}'", f"{name} takes {', '.join(allowed) or 'no options'}")
+        a.kw[key] = v
+    a.pos = [a.kw.get("k", str(DEFAULT_TREAT_K)), a.kw.get("m", "1")]
+    k, m = a.integer(0, "k", 1), a.integer(1, "m", 0)
+    teacher = a.kw.get("teacher")
+    if teacher is not None:
+        from hardneg.mining.teachers import parse_teacher
+
+        if not teacher or parse_teacher(teacher).kind != "single":
+            a.fail(f"teacher must be one encoder (alias, folder or hub id), got '{_short(teacher)}'", TREAT_HELP)
+        teacher = str(parse_teacher(teacher))
+    return Treat(name, tuple(judge), k=k, m=m, teacher=teacher)
+
+
+def _threshold(a: _Args, label: str, **bounds) -> tuple[float | None, float | None]:
+    """A filter threshold, or ``auto`` with ``coverage`` (default 0.95): (value, coverage)."""
+    if a.pos and a.pos[0] == "auto":
+        cov = a.real(a.kw.get("coverage", "0.95"), "coverage", lo=0.0, lo_open=True, hi=1.0)
+        return None, cov
+    if "coverage" in a.kw:
+        a.fail("coverage only goes with auto", f"write {a.name}(auto,coverage={a.kw['coverage']})")
+    return a.real(a.pos[0], label, **bounds), None
+
+
 def _parse_token(tok: str, src: str) -> Filter | Selector:
     m = _TOKEN.match(tok.strip().lower())
     if not m:
-        raise HardnegError(f'bad strategy "{src}": cannot read "{tok}"', fix=HELP)
+        raise HardnegError(f'bad strategy "{src}": cannot read "{_short(tok)}"', fix=HELP)
     name, argtext = m.group(1), m.group(2)
-    if argtext is None and name != "none":
+    if argtext is None and name not in ("none", "dedup"):
         raise HardnegError(f'bad strategy "{src}": "{name}" needs arguments in parentheses', fix=HELP)
-    kws = {"marginpos": ("ref",), "percpos": ("ref",), "sampled": ("temperature",)}.get(name, ())
+    if name in TREATMENTS:
+        orig = tok.strip()  # a judge teacher keeps its case (hub ids); the rest is read lowercased
+        if len(orig) == len(orig.lower()):
+            argtext = orig[m.start(2):m.end(2)]
+        return _parse_treatment(name, argtext, src)
+    kws = {"marginpos": ("ref", "coverage"), "percpos": ("ref", "coverage"), "abs": ("coverage",),
+           "posnbr": ("coverage",), "sampled": ("temperature",)}.get(name, ())
     a = _Args(argtext or "", name, src, kws)
     if name == "shift":
         a.count(1, 1, "shift(N)")
         return Shift(a.integer(0, "N", 0))
     if name == "abs":
-        a.count(1, 1, "abs(threshold)")
-        return Abs(a.real(a.pos[0], "threshold"))
+        a.count(1, 1, "abs(threshold) or abs(auto,coverage=C)")
+        t, cov = _threshold(a, "threshold")
+        return Abs(t, cov)
     if name == "marginpos":
-        a.count(1, 1, "marginpos(margin)")
-        return MarginPos(a.real(a.pos[0], "margin", lo=0.0), a.ref())
+        a.count(1, 1, "marginpos(margin) or marginpos(auto,coverage=C)")
+        v, cov = _threshold(a, "margin", lo=0.0)
+        return MarginPos(v, a.ref(), cov)
     if name == "percpos":
-        a.count(1, 1, "percpos(p)")
-        return PercPos(a.real(a.pos[0], "p", lo=0.0, lo_open=True, hi=10.0), a.ref())
+        a.count(1, 1, "percpos(p) or percpos(auto,coverage=C)")
+        v, cov = _threshold(a, "p", lo=0.0, lo_open=True, hi=10.0)
+        return PercPos(v, a.ref(), cov)
+    if name == "posnbr":
+        a.count(1, 1, "posnbr(tau) or posnbr(auto,coverage=C)")
+        v, cov = _threshold(a, "tau", lo=-1.0, hi=1.0)
+        return PosNbr(v, cov)
+    if name == "dedup":
+        if argtext:
+            a.fail("takes no arguments", "write dedup")
+        return Dedup()
     if name in ("topk", "naive"):
         a.count(1, 1, f"{name}(n)")
         return TopK(a.integer(0, "n", 1))
@@ -268,6 +483,12 @@ def _parse_token(tok: str, src: str) -> Filter | Selector:
         if n > k:
             a.fail(f"n ({n}) must be <= k ({k})")
         return Sampled(k, n, a.temperature(2))
+    if name == "simans":
+        a.count(4, 4, "simans(k,n,a,b)")
+        k, n = a.integer(0, "k", 1), a.integer(1, "n", 1)
+        if n > k:
+            a.fail(f"n ({n}) must be <= k ({k})")
+        return SimANS(k, n, a.real(a.pos[2], "a", lo=0.0), a.real(a.pos[3], "b"))
     if name == "none":
         if argtext:
             a.fail("takes no arguments", "write none")
@@ -277,10 +498,11 @@ def _parse_token(tok: str, src: str) -> Filter | Selector:
 
 def parse_strategy(text: str) -> Strategy:
     """Parse a strategy string into its canonical value (see the module docstring for the rules)."""
-    src = text.strip()
-    if not src:
+    full = text.strip()
+    if not full:
         raise HardnegError("empty strategy", fix=HELP)
-    toks = _split_top(src)
+    src = _short(full, 120)  # as quoted in errors
+    toks = _split_top(full)
     if any(not t for t in toks):
         raise HardnegError(f'bad strategy "{src}": empty part around "+"', fix=HELP)
     items: list[Filter | Selector] = []
@@ -303,14 +525,18 @@ def parse_strategy(text: str) -> Strategy:
         if not isinstance(f, _FILTER_ORDER):
             raise HardnegError(f'bad strategy "{src}": "{f}" is a selector; only the last part may be one',
                                fix="write the filters first and one selector last, e.g. shift(10)+topk(4)")
-    if not isinstance(selector, (TopK, Sampled, Top1Sampled, NoNegatives)):
+    if not isinstance(selector, _SELECTORS):
         raise HardnegError(f'bad strategy "{src}": it must end with a selector (topk(n), sampled(k,n), '
-                           f'top1+sampled(k,n) or none)', fix=f"e.g. {src}+topk(4)")
+                           f'top1+sampled(k,n), simans(k,n,a,b) or none)', fix=f"e.g. {src}+topk(4)")
     kinds = [type(f) for f in filters]
     for kind in set(kinds):
         if kinds.count(kind) > 1:
             raise HardnegError(f'bad strategy "{src}": {kind.__name__.lower()} appears twice', fix="use each filter once")
     if isinstance(selector, NoNegatives) and filters:
         raise HardnegError(f'bad strategy "{src}": "none" takes no filters', fix="write none")
+    autos = [f for f in filters if is_auto(f)]
+    if len(autos) > 1:
+        raise HardnegError(f'bad strategy "{src}": only one filter may be auto, got {len(autos)}',
+                           fix="give the other thresholds as numbers")
     filters.sort(key=lambda f: _FILTER_ORDER.index(type(f)))
     return Strategy(tuple(filters), selector)

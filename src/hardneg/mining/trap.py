@@ -1,4 +1,6 @@
 """Trap rates: how many known (injected) false negatives a strategy mines, and how many real hard negatives it keeps.
+The same for the hidden positives of a ``hardneg thin`` folder (real positives removed from the qrels):
+``hidden_rates``, ``hidden_table``; ``known_negative_rates`` picks by manifest type.
 
 The traps of a query are the injected documents whose manifest ``qids`` list it (near-copies of one of its
 positives, see ``hardneg.data.inject``). Rows are the mined rows, one per (query, positive); a "trap row" is a row
@@ -31,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from hardneg.data.inject import Manifest
+from hardneg.data.thin import HiddenManifest
 from hardneg.data.splits import source_split
 from hardneg.errors import HardnegError
 from hardneg.markdown import md_table
@@ -181,4 +184,131 @@ def trap_table(results: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, 
     lines = md_table(["strategy", "trap rows", "exposure@depth", "traps in naive top-n", "trap recall",
                       "rows with >=1 trap", "trap share of negs (trap rows)", "trap share (all rows)", "real negs kept",
                       "negs/row"], body)
+    return "\n".join(lines) + "\n"
+
+
+# -- hidden positives (``hardneg thin``) ------------------------------------------------------------------------
+
+def hidden_masks(mined: MinedSet, dataset: Dataset, hidden: HiddenManifest) -> tuple[np.ndarray, np.ndarray]:
+    """(is_hidden bool [Q, D] over the pool's candidates, n_hidden int64 [Q] per pool query)."""
+    pool = mined.pool
+    if source_split(dataset.split) != hidden.split:
+        raise HardnegError(f"the positives were thinned for split {hidden.split}, the mined split is {dataset.split}",
+                           where=dataset.name, fix=f"mine --split {hidden.split} to measure hidden-positive rates")
+    row = dataset.corpus.row
+    n_docs = len(dataset.corpus)
+    missing = sorted(d for d in hidden.ids if d not in row)
+    if missing:
+        raise HardnegError(f"{len(missing)} hidden positive(s) are not in the mined corpus (e.g. {missing[0]})",
+                           where=dataset.name, fix="mine on the thinned folder that holds this hidden.json")
+    labelled = sorted((q, d) for q, ds in hidden.by_qid.items() for d in ds
+                      if dataset.qrels.get(q, {}).get(d, 0) > 0)
+    if labelled:
+        q, d = labelled[0]
+        raise HardnegError(f"hidden positive {d} of query {q} is a labelled positive of the mined qrels",
+                           where=dataset.name, fix="mine on the thinned folder that holds this hidden.json")
+    if pool.cand_idx.size and int(pool.cand_idx.max()) >= n_docs:
+        raise HardnegError("the candidate pool refers to rows beyond the dataset's corpus", where=dataset.name,
+                           fix="pass the dataset the pool was mined on")
+    n_hidden = np.zeros(len(pool), dtype=np.int64)
+    keys: list[int] = []
+    for i, qid in enumerate(pool.qids):
+        ids = hidden.by_qid.get(qid, ())
+        n_hidden[i] = len(ids)
+        keys.extend(i * n_docs + row[d] for d in ids)
+    cand = pool.cand_idx.astype(np.int64)
+    ck = np.arange(len(pool), dtype=np.int64)[:, None] * n_docs + cand
+    is_hidden = np.isin(ck, np.asarray(keys, dtype=np.int64)) & (cand >= 0)
+    return is_hidden, n_hidden
+
+
+def hidden_rates(mined: MinedSet, dataset: Dataset, hidden: HiddenManifest) -> dict[str, Any]:
+    """How many hidden positives (``hardneg thin``) a strategy mines as negatives: the rules of ``trap_rates``
+    (module doc) with "trap" read as "hidden positive of the row's query".
+
+    - ``hidden_recall``     sum |hidden(r) & neg(r)| / sum |hidden(r) & pool(r)|   (hidden rows): of the hidden
+                            positives the teacher retrieved, the share the strategy mines as negatives
+    - ``hidden_share``      sum |hidden(r) & neg(r)| / sum |neg(r)|                 (hidden rows)
+    - ``hidden_share_all``  the same over all rows: the hidden share of all negatives training sees
+    - ``exposure``, ``exposure_top_n``, ``rows_with_hidden``, ``real_kept``, ``real_kept_hidden_rows``: as the
+      trap rates; ``by_grade`` splits ``hidden_in_pool``/``hidden_selected``/``hidden_recall`` by the hidden
+      positive's grade.
+    """
+    pool = mined.pool
+    is_h, n_h = hidden_masks(mined, dataset, hidden)
+    n = int(mined.neg_col.shape[1])
+    rq = mined.row_q
+    h = n_h[rq] > 0  # [R] hidden rows
+    present_q = is_h.sum(axis=1)
+    top_n_q = is_h[:, :n].sum(axis=1)
+    neg = mined.neg_col
+    has = neg >= 0
+    cols = np.maximum(neg, 0)
+    sel = np.take_along_axis(is_h[rq], cols, axis=1) & has if n else np.zeros((len(rq), 0), bool)
+    real = (pool.cand_idx >= 0) & ~is_h
+    ref = real & (np.cumsum(real, axis=1) <= n)
+    kept = np.take_along_axis(ref[rq], cols, axis=1) & has if n else np.zeros((len(rq), 0), bool)
+    n_sel, n_neg, n_kept, n_ref = sel.sum(axis=1), has.sum(axis=1), kept.sum(axis=1), ref.sum(axis=1)[rq]
+
+    # by grade: grade of each (pool query, candidate) that is hidden
+    row = dataset.corpus.row
+    grade_of = {(q, row[d]): g for q, docs in hidden.hidden.items() for d, g in docs.items() if d in row}
+    present_g: dict[int, int] = {}
+    chosen_g: dict[int, int] = {}
+    for r in np.nonzero(h)[0].tolist():
+        i = int(rq[r])
+        q = pool.qids[i]
+        for j in np.nonzero(is_h[i])[0].tolist():
+            g = grade_of[(q, int(pool.cand_idx[i, j]))]
+            present_g[g] = present_g.get(g, 0) + 1
+        for c in np.nonzero(sel[r])[0].tolist():
+            g = grade_of[(q, int(pool.cand_idx[i, int(neg[r, c])]))]
+            chosen_g[g] = chosen_g.get(g, 0) + 1
+    by_grade = {str(g): {"hidden_in_pool": present_g.get(g, 0), "hidden_selected": chosen_g.get(g, 0),
+                         "hidden_recall": _ratio(chosen_g.get(g, 0), present_g.get(g, 0))}
+                for g in sorted({g for docs in hidden.hidden.values() for g in docs.values()})}
+    total_t = int(n_h[rq][h].sum())
+    present_t = int(present_q[rq][h].sum())
+    selected_t = int(n_sel[h].sum())
+    return {
+        "strategy": mined.strategy,
+        "n": n,
+        "rows": int(len(rq)),
+        "hidden_rows": int(h.sum()),
+        "hidden": total_t,
+        "hidden_in_pool": present_t,
+        "hidden_selected": selected_t,
+        "exposure": _ratio(present_t, total_t),
+        "exposure_top_n": _ratio(int(top_n_q[rq][h].sum()), total_t),
+        "hidden_recall": _ratio(selected_t, present_t),
+        "rows_with_hidden": _ratio(int((n_sel[h] > 0).sum()), int(h.sum())),
+        "hidden_share": _ratio(selected_t, int(n_neg[h].sum())),
+        "hidden_share_all": _ratio(int(n_sel.sum()), int(n_neg.sum())),
+        "real_kept": _ratio(int(n_kept.sum()), int(n_ref.sum())),
+        "real_kept_hidden_rows": _ratio(int(n_kept[h].sum()), int(n_ref[h].sum())),
+        "negatives_per_row": _ratio(int(n_neg.sum()), int(len(rq))),
+        "rows_short": int((n_neg < n).sum()),
+        "by_grade": by_grade,
+    }
+
+
+def known_negative_rates(mined: MinedSet, dataset: Dataset, manifest: Manifest | HiddenManifest) -> dict[str, Any]:
+    """``{"traps": trap_rates(...)}`` for a ``hardneg inject`` manifest, ``{"hidden": hidden_rates(...)}`` for a
+    ``hardneg thin`` one: what ``hardneg mine`` records in each strategy's stats.json."""
+    if isinstance(manifest, HiddenManifest):
+        return {"hidden": hidden_rates(mined, dataset, manifest)}
+    return {"traps": trap_rates(mined, dataset, manifest)}
+
+
+def hidden_table(results: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]]) -> str:
+    """Markdown table of ``hidden_rates`` results (a list of them, or a dict strategy -> result)."""
+    rows = list(results.values()) if isinstance(results, Mapping) else list(results)
+    body = [[f"`{r['strategy']}`", f"{r['hidden_rows']:,} / {r['rows']:,}", _pct(r["exposure"]),
+             _pct(r["exposure_top_n"]), _pct(r["hidden_recall"]), _pct(r["rows_with_hidden"]),
+             _pct(r["hidden_share"]), _pct(r["hidden_share_all"]), _pct(r["real_kept"]),
+             "n/a" if r.get("negatives_per_row") is None else f"{r['negatives_per_row']:.2f}"]
+            for r in rows]
+    lines = md_table(["strategy", "rows with hidden", "exposure@depth", "hidden in naive top-n", "hidden recall",
+                      "rows with >=1 hidden", "hidden share of negs (hidden rows)", "hidden share (all rows)",
+                      "real negs kept", "negs/row"], body)
     return "\n".join(lines) + "\n"

@@ -6,6 +6,13 @@ The block product is numpy's matmul (OpenBLAS): for this shape (K = dim = 384) i
 on the thread count.
 Ties are broken stably: score descending, then corpus row ascending, so results never depend on block sizes
 or thread counts.
+
+Optional low-precision first pass (``first_pass="bf16"``): the block products run in bfloat16 (``torch.mm`` on
+bf16 copies, oneDNN's native bf16 kernels on CPUs with avx512_bf16/amx_bf16), each query keeps its top
+``depth + margin`` candidates by bf16 score, and those are rescored exactly in fp32 and sorted by the usual rule.
+A slot is *uncertain* when its fp32 score is within the bf16 error bound of the cut (the lowest bf16 score kept):
+a document left out of the candidates could then belong there. With ``verify=True`` (the default) queries with an
+uncertain slot are searched again in full fp32, so the result is the exact one; ``stats`` reports the counts.
 """
 from __future__ import annotations
 
@@ -16,6 +23,8 @@ import torch
 from tqdm.auto import tqdm
 
 DocShards = np.ndarray | Sequence[np.ndarray]
+FIRST_PASSES: tuple[str, ...] = ("fp32", "bf16")
+RESCORE_BLOCK = 64  # queries per fp32 rescoring chunk: [64, depth + margin, dim] gathered rows stay cache-sized
 
 
 def _as_shards(d_emb: DocShards) -> list[np.ndarray]:
@@ -83,13 +92,17 @@ def _above(s: torch.Tensor, thr: torch.Tensor, max_per_row: int) -> tuple[torch.
 
 
 def exact_search(q_emb: np.ndarray, d_emb: DocShards, depth: int, *, query_block: int = 4096,
-                 doc_block: int = 65536, progress: bool = False,
-                 matmul: str = "numpy") -> tuple[np.ndarray, np.ndarray]:
+                 doc_block: int = 65536, progress: bool = False, matmul: str = "numpy", first_pass: str = "fp32",
+                 margin: int | None = None, verify: bool = True,
+                 stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-``depth`` inner-product neighbours of every query over all docs (cosine if both are normalised).
 
     ``q_emb`` [nq, dim]; ``d_emb`` [nd, dim] or a list of row shards (memmaps welcome).
     ``matmul``: ``"numpy"`` (numpy's BLAS, OpenBLAS in the PyPI wheels) or ``"torch"`` (torch's, MKL on x86),
     whichever is faster on the CPU at hand (``benchmarks/bench_search.py`` measures both: method ``torch-mm``).
+    ``first_pass``: ``"fp32"`` (default) or ``"bf16"``: a bf16 candidate pass keeping ``depth + margin``
+    candidates per query (``margin`` default: ``depth``), rescored in fp32; ``verify`` re-searches in fp32 the
+    queries with a slot within the bf16 error of the cut; ``stats`` (a dict) receives the counts.
     Returns ``scores`` float32 [nq, k] and ``idx`` int64 [nq, k] with ``k = min(depth, nd)``.
     """
     shards = _as_shards(d_emb)
@@ -99,7 +112,19 @@ def exact_search(q_emb: np.ndarray, d_emb: DocShards, depth: int, *, query_block
         raise ValueError("depth must be >= 1")
     if matmul not in ("numpy", "torch"):
         raise ValueError(f"matmul must be 'numpy' or 'torch', got {matmul!r}")
+    if first_pass not in FIRST_PASSES:
+        raise ValueError(f"first_pass must be one of {', '.join(FIRST_PASSES)}, got {first_pass!r}")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int) or margin < 0):
+        raise ValueError(f"margin must be an integer >= 0, got {margin!r}")
     k = min(depth, nd)
+    if first_pass == "bf16":
+        m = min(nd, k + (depth if margin is None else margin))
+        if m < nd and nq > 0:  # else every document is a candidate: the fp32 pass is the same work
+            return _bf16_search(q_emb, shards, k, m, query_block=query_block, doc_block=doc_block,
+                                progress=progress, matmul=matmul, verify=verify, stats=stats)
+    if stats is not None:
+        stats.update({"first_pass": "fp32", "queries": nq, "slots": nq * k, "uncertain_slots": 0,
+                      "uncertain_queries": 0, "verified_queries": 0})
     out_s = np.empty((nq, k), dtype=np.float32)
     out_i = np.empty((nq, k), dtype=np.int64)
     if nq == 0 or nd == 0:
@@ -131,6 +156,105 @@ def exact_search(q_emb: np.ndarray, d_emb: DocShards, depth: int, *, query_block
             out_s[qlo:qlo + q.shape[0]] = best_s.numpy()
             out_i[qlo:qlo + q.shape[0]] = best_i.numpy()
     bar.close()
+    return out_s, out_i
+
+
+def _gather_rows(shards: list[np.ndarray], rows: np.ndarray, dim: int) -> np.ndarray:
+    """fp32 copies of corpus ``rows`` (any shape of int64) gathered across shards: [*rows.shape, dim]."""
+    flat = rows.ravel()
+    out = np.empty((flat.size, dim), dtype=np.float32)
+    if len(shards) == 1:
+        np.copyto(out, shards[0][flat], casting="same_kind")
+        return out.reshape(*rows.shape, dim)
+    offsets = np.cumsum([0] + [s.shape[0] for s in shards])
+    which = np.searchsorted(offsets, flat, side="right") - 1
+    for j in np.unique(which):
+        sel = np.flatnonzero(which == j)
+        out[sel] = shards[j][flat[sel] - offsets[j]]  # (np.copyto(out[sel], ...) would fill a copy)
+    return out.reshape(*rows.shape, dim)
+
+
+def _bf16_search(q_emb: np.ndarray, shards: list[np.ndarray], k: int, m: int, *, query_block: int,
+                 doc_block: int, progress: bool, matmul: str, verify: bool,
+                 stats: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """bf16 candidate pass (top ``m`` per query by bf16 score), exact fp32 rescoring, top ``k`` by the usual rule.
+
+    Rigorous error bound. With ``q~ = bf16(q)``, ``dq = q - q~`` (same for d), exactly
+    ``q.d = q~.d~ + q~.dd + dq.d``, so ``|q.d - q~.d~| <= |q~| max|dd| + |dq| max|d|`` (Cauchy-Schwarz; the
+    residual norms are measured, ~2^-9 |x|, not assumed). Add the fp32 accumulation of the bf16 kernel and of the
+    fp32 pass (each <= dim 2^-24 |q| max|d|) and the rounding of the bf16 product to bf16 (half an ulp of the
+    cut): ``eps``. A document left out has bf16 score <= the cut, so its fp32 score is <= cut + eps; a slot whose
+    fp32 score is <= cut + eps is uncertain (a left-out document might belong there).
+    """
+    nq, dim = q_emb.shape
+    nd = sum(s.shape[0] for s in shards)
+    out_s = np.empty((nq, k), dtype=np.float32)
+    out_i = np.empty((nq, k), dtype=np.int64)
+    cut = np.empty(nq, dtype=np.float64)  # the lowest bf16 score kept per query
+    q_norm = np.empty(nq, dtype=np.float64)  # |q~|
+    q_res = np.empty(nq, dtype=np.float64)  # |q - q~|
+    d_max = d_res_max = 0.0  # max |d|, max |d - d~| over the corpus
+    bar = tqdm(total=-(-nq // query_block) * -(-nd // doc_block), desc="search (bf16)", unit="block",
+               disable=not progress)
+    cells = min(query_block, nq) * min(doc_block, nd)
+    bbuf = torch.empty(cells, dtype=torch.bfloat16)  # bf16 block products and their fp32 copy, reused (no page
+    sbuf = torch.empty(cells, dtype=torch.float32)  # faults from fresh 100s-of-MB allocations every block)
+    with torch.inference_mode():
+        for qlo in range(0, nq, query_block):
+            q = np.ascontiguousarray(q_emb[qlo:qlo + query_block], dtype=np.float32)
+            qb = torch.from_numpy(q).to(torch.bfloat16)
+            qr = qb.float().numpy()
+            q_norm[qlo:qlo + q.shape[0]] = np.linalg.norm(qr.astype(np.float64), axis=1)
+            q_res[qlo:qlo + q.shape[0]] = np.linalg.norm(q.astype(np.float64) - qr, axis=1)
+            best_s = torch.empty((q.shape[0], 0), dtype=torch.float32)  # [qb, <=m] bf16 scores, widened
+            best_i = torch.empty((q.shape[0], 0), dtype=torch.int64)
+            for dlo, d in _doc_blocks(shards, doc_block, dim):
+                db = torch.from_numpy(d).to(torch.bfloat16)
+                if qlo == 0:
+                    d64 = d.astype(np.float64)
+                    d_max = max(d_max, float(np.sqrt(np.einsum("ij,ij->i", d64, d64).max())))
+                    r = d64 - db.float().numpy()
+                    d_res_max = max(d_res_max, float(np.sqrt(np.einsum("ij,ij->i", r, r).max())))
+                n_cells = q.shape[0] * d.shape[0]
+                sb = bbuf[:n_cells].view(q.shape[0], d.shape[0])
+                torch.mm(qb, db.T, out=sb)  # [qb, cb] bf16 (fp32 accumulation inside)
+                s = sbuf[:n_cells].view(q.shape[0], d.shape[0])
+                s.copy_(sb)  # fp32: numpy's compare in _above, and topk, are faster on it
+                # As in the fp32 pass: once m candidates are held, only scores >= the running m-th can enter.
+                new = _above(s, best_s.min(dim=1, keepdim=True).values, 4 * m) if best_s.shape[1] == m else None
+                vals, cols = new if new is not None else torch.topk(s, min(m, s.shape[1]), dim=1, sorted=False)
+                cat_s = torch.cat([best_s, vals], dim=1)
+                cat_i = torch.cat([best_i, cols + dlo], dim=1)
+                if cat_s.shape[1] > m:
+                    cat_s, sel = torch.topk(cat_s, m, dim=1, sorted=False)
+                    cat_i = torch.gather(cat_i, 1, sel)
+                best_s, best_i = cat_s, cat_i
+                bar.update(1)
+            cut[qlo:qlo + q.shape[0]] = best_s.min(dim=1).values.numpy()
+            cand = best_i.numpy()  # [qb, m]
+            for lo in range(0, q.shape[0], RESCORE_BLOCK):  # exact fp32 rescoring, a cache-sized chunk at a time
+                rows = np.sort(cand[lo:lo + RESCORE_BLOCK], axis=1)  # [b, m] row ascending: column order = row order
+                docs = torch.from_numpy(_gather_rows(shards, rows, dim))  # [b, m, dim]
+                sc = torch.bmm(docs, torch.from_numpy(q[lo:lo + RESCORE_BLOCK])[:, :, None])[:, :, 0]  # [b, m]
+                vals, cols = _block_topk(sc, k)  # score desc, column (= row) asc
+                out_s[qlo + lo:qlo + lo + rows.shape[0]] = vals.numpy()
+                out_i[qlo + lo:qlo + lo + rows.shape[0]] = np.take_along_axis(rows, cols.numpy(), axis=1)
+    bar.close()
+    q_full = np.linalg.norm(np.asarray(q_emb, dtype=np.float64), axis=1)
+    accumulation = 2 * dim * 2.0 ** -24 * np.maximum(q_full, q_norm) * (d_max * (1 + 2.0 ** -8))
+    half_ulp = np.ldexp(1.0, np.frexp(np.abs(cut))[1] - 9)  # bf16: 8 significant bits
+    eps = q_norm * d_res_max + q_res * d_max + accumulation  # [nq]
+    uncertain = out_s <= (cut + half_ulp + eps)[:, None]  # [nq, k]
+    redo = np.flatnonzero(uncertain.any(axis=1))
+    if verify and redo.size:
+        s2, i2 = exact_search(np.ascontiguousarray(q_emb[redo], dtype=np.float32), shards, k,
+                              query_block=query_block, doc_block=doc_block, matmul=matmul)
+        out_s[redo], out_i[redo] = s2, i2
+    if stats is not None:
+        stats.update({"first_pass": "bf16", "candidates": m, "queries": nq, "slots": int(uncertain.size),
+                      "uncertain_slots": int(uncertain.sum()), "uncertain_queries": int(redo.size),
+                      "verified_queries": int(redo.size) if verify else 0,
+                      "eps_max": float((eps + half_ulp).max(initial=0.0))})
     return out_s, out_i
 
 

@@ -119,6 +119,10 @@ class CachedOwnNegativesInfoNCELoss(CachedLossMixin, nn.Module):
 def build_loss(model: SentenceTransformer, cfg: TrainConfig) -> nn.Module:
     """The loss module for ``cfg``: (in-batch negatives on/off) x (plain/cached)."""
     cached = cfg.loss == "cached_infonce"
+    mask = getattr(cfg, "mask_false_negatives", "none")
+    if mask != "none":  # validated by TrainConfig: in-batch negatives, plain infonce
+        mode, _, rest = mask.partition("(")
+        return MaskedInfoNCELoss(model, scale=cfg.scale, mode=mode, margin=float(rest.rstrip(")") or 0.0))
     if cfg.in_batch_negatives:
         if cached:
             return CachedMultipleNegativesRankingLoss(model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size)
@@ -127,3 +131,95 @@ def build_loss(model: SentenceTransformer, cfg: TrainConfig) -> nn.Module:
         return CachedOwnNegativesInfoNCELoss(model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size)
     return OwnNegativesInfoNCELoss(model, scale=cfg.scale)
 
+
+
+# ---------------------------------------------------------------- in-batch false-negative masking
+
+def id_hash(text: str) -> int:
+    """A stable 63-bit integer for an id (qid or docid), for the ``label`` column of ``mask_false_negatives=id``."""
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little") >> 1
+
+
+def id_labels(ids: list[list[str]]) -> list[list[int]]:
+    """Per row [qid, positive docid, negative docids...] -> their ``id_hash`` values (the trainer's label column)."""
+    return [[id_hash(x) for x in row] for row in ids]
+
+
+def _token_keys(features: dict[str, Tensor]) -> Tensor:
+    """One int64 key per tokenised text [b]: equal texts (same tokens after truncation) get equal keys."""
+    ids = features["input_ids"]
+    att = features.get("attention_mask", torch.ones_like(ids))
+    keys = [hash(tuple(r[m.bool()].tolist())) for r, m in zip(ids, att)]
+    return torch.tensor(keys, dtype=torch.int64, device=ids.device)
+
+
+def false_negative_mask(mode: str, sim: Tensor, *, margin: float = 0.0, doc_keys: Tensor | None = None,
+                        labels: Tensor | None = None) -> Tensor:
+    """bool [b, (1+k) b]: which in-batch candidates to leave out of anchor i's softmax.
+
+    Columns are the batch's documents in MNRL order: the b positives, then negative_1 of every row, and so on;
+    column c belongs to row c mod b. A row's own positive and own hard negatives are never masked.
+
+    - ``id``:    the candidate's docid is the anchor's positive's, or the candidate is the positive of another row of
+                 the same query (``labels`` [b, 2 + k] = id hashes of qid, positive, negatives)
+    - ``text``:  the candidate's text (its tokens) equals the anchor's positive's (``doc_keys`` [(1+k) b])
+    - ``score``: sim(anchor, candidate) > sim(anchor, own positive) + margin
+    """
+    b, cols = sim.shape
+    col_row = torch.arange(cols, device=sim.device) % b  # [C]
+    own = col_row[None, :] == torch.arange(b, device=sim.device)[:, None]  # [b, C]
+    if mode == "id":
+        if labels is None:
+            raise ValueError("mask_false_negatives=id needs the id label column")
+        qid, doc = labels[:, 0], labels[:, 1:].T.reshape(-1)  # [b], [C] in column order
+        same_doc = doc[None, :] == labels[:, 1][:, None]  # [b, C]
+        same_query_pos = (torch.arange(cols, device=sim.device) < b)[None, :] & (qid[col_row][None, :] == qid[:, None])
+        mask = same_doc | same_query_pos
+    elif mode == "text":
+        if doc_keys is None:
+            raise ValueError("mask_false_negatives=text needs the documents' token keys")
+        mask = doc_keys[None, :] == doc_keys[:b][:, None]  # [b, C]: equal to the anchor's positive (column i)
+    elif mode == "score":
+        pos = sim.diagonal()[:, None]  # [b, 1] sim(anchor i, own positive i)
+        mask = sim.detach() > pos.detach() + margin
+    else:
+        raise ValueError(f"unknown mask mode {mode}")
+    return mask & ~own
+
+
+def masked_infonce(query: Tensor, docs: list[Tensor], scale: float, mode: str, *, margin: float = 0.0,
+                   doc_keys: Tensor | None = None, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(mean loss, masked logits [b, (1+k) b]) of in-batch InfoNCE with false negatives left out (-inf logits)."""
+    cand = torch.cat(docs, dim=0)  # [(1+k) b, d]
+    sim = F.normalize(query, p=2, dim=-1) @ F.normalize(cand, p=2, dim=-1).T  # [b, (1+k) b]
+    mask = false_negative_mask(mode, sim, margin=margin, doc_keys=doc_keys, labels=labels)
+    logits = (sim * scale).masked_fill(mask, float("-inf"))
+    target = torch.arange(query.size(0), device=query.device)
+    return F.cross_entropy(logits, target), logits
+
+
+class MaskedInfoNCELoss(nn.Module):
+    """MNRL (in-batch InfoNCE) that leaves in-batch false negatives out of each anchor's softmax.
+
+    ``mode``: ``id`` | ``text`` | ``score`` (``false_negative_mask``); ``margin`` for ``score``. With ``id`` the
+    dataset carries a ``label`` column of id hashes per row (``id_labels``: qid, positive, negatives).
+    """
+
+    def __init__(self, model: SentenceTransformer, scale: float = 20.0, mode: str = "id", margin: float = 0.0) -> None:
+        super().__init__()
+        if not scale > 0:
+            raise ValueError("scale must be > 0")
+        self.model, self.scale, self.mode, self.margin = model, scale, mode, margin
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
+        features = list(sentence_features)
+        embeddings = embed_columns(self.model, features)
+        keys = torch.cat([_token_keys(f) for f in features[1:]]) if self.mode == "text" else None
+        return masked_infonce(embeddings[0], list(embeddings[1:]), self.scale, self.mode, margin=self.margin,
+                              doc_keys=keys, labels=labels)[0]
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "similarity_fct": "cos_sim", "in_batch_negatives": True,
+                "mask_false_negatives": self.mode, "margin": self.margin}

@@ -61,6 +61,7 @@ class PreparedRows:
     n_rows_padded: int  # short rows filled (policy "pad")
     n_pad_negatives: int  # negatives added by padding, in total
     n_rows_truncated: int  # rows with more than n negatives, cut to their first n
+    ids: tuple = ()  # per kept row (qid, positive docid, negative docids...): mask_false_negatives=id
 
     def stats(self) -> dict[str, int]:
         """The counters, for train_config.json."""
@@ -124,6 +125,7 @@ def prepare_rows(rows: Sequence[dict[str, Any]], n_negatives: int, short_rows: s
     for j in range(n):
         cols[f"negative_{j + 1}"] = []
     dropped = padded = pad_total = truncated = 0
+    row_ids: list[tuple[str, ...]] = []
     for r in rows:
         negs = list(r.get("neg", []))
         if len(negs) > n:
@@ -142,15 +144,17 @@ def prepare_rows(rows: Sequence[dict[str, Any]], n_negatives: int, short_rows: s
                     f"cannot pad query {r['qid']!r} to {n} negatives: only {len(chosen)} other negatives exist",
                     where=where, fix="lower n_negatives or use short_rows='drop'")
             texts += [pool_text[d] for d in chosen]
+            negs = negs + [{"docid": d} for d in chosen]
             padded += 1
             pad_total += need
+        row_ids.append((r["qid"], r["pos"]["docid"], *(neg["docid"] for neg in negs)))
         cols["anchor"].append(r["query"])
         cols["positive"].append(r["pos"]["text"])
         for j, t in enumerate(texts):
             cols[f"negative_{j + 1}"].append(t)
     return PreparedRows(columns=cols, n_negatives=n, n_rows_in=len(rows), n_rows_used=len(cols["anchor"]),
                         n_rows_dropped=dropped, n_rows_padded=padded, n_pad_negatives=pad_total,
-                        n_rows_truncated=truncated)
+                        n_rows_truncated=truncated, ids=tuple(row_ids))
 
 
 def _draw(rng: np.random.Generator, pool: list[str], banned: set[str], need: int) -> list[str]:
@@ -185,7 +189,8 @@ def load_student(cfg: TrainConfig) -> tuple[SentenceTransformer, str]:
         raise HardnegError(f"student {cfg.student!r} is not a trainable sentence-transformers model",
                            where="train config", fix="use 'minilm', 'mpnet' or a sentence-transformers folder")
     try:
-        model = SentenceTransformer(path, model_kwargs={"dtype": torch.bfloat16 if use_bf16(cfg) else torch.float32})
+        dtype = getattr(torch, resolve_bf16(cfg)["weights_dtype"])  # bf16 weights on a GPU; a CPU keeps fp32
+        model = SentenceTransformer(path, model_kwargs={"dtype": dtype})
     except OSError as exc:  # a hub id without network, or a folder that is not a model
         raise HardnegError(f"cannot load student {cfg.student!r}: {exc}", where="train config",
                            fix="use 'minilm' or the path of a sentence-transformers model folder") from None
@@ -199,13 +204,32 @@ def load_student(cfg: TrainConfig) -> tuple[SentenceTransformer, str]:
     return model, path
 
 
+def resolve_bf16(cfg: TrainConfig) -> dict[str, Any]:
+    """How ``cfg`` trains on this machine, for the trainer and train_config.json: ``{"bf16", "weights_dtype",
+    "device", "reason"}``. bf16 needs native bf16: a CUDA GPU with bf16 (weights loaded in bf16, as before) or a
+    CPU with avx512_bf16 / amx_bf16 (autocast, fp32 master weights: measured 1.57x fp32 per step on MiniLM).
+    ``True`` without it is an error, ``"auto"`` takes it where it exists, ``False`` is fp32."""
+    from hardneg.encode import precision as hw  # through the module: tests monkeypatch hw.cpu_caps
+
+    if cfg.bf16 is False:
+        return {"bf16": False, "weights_dtype": "float32", "device": "cuda" if torch.cuda.is_available() else "cpu",
+                "reason": "bf16=false: fp32"}
+    caps = hw.cpu_caps()
+    if not caps.native_bf16:
+        if cfg.bf16 is True:
+            raise HardnegError(f"bf16=true but this machine has no native bf16 ({caps.describe()}; needs a GPU with "
+                               "bf16 or a CPU with avx512_bf16/amx_bf16)", where="train config",
+                               fix='use bf16 = "auto" (fp32 here) or false')
+        return {"bf16": False, "weights_dtype": "float32", "device": caps.device,
+                "reason": f"auto: fp32, no native bf16 on {caps.describe()}"}
+    how = "bf16 weights" if caps.device == "cuda" else "autocast, fp32 master weights"
+    return {"bf16": True, "weights_dtype": "bfloat16" if caps.device == "cuda" else "float32", "device": caps.device,
+            "reason": f"{'auto' if cfg.bf16 == 'auto' else 'bf16=true'}: bf16 ({how}), native on {caps.describe()}"}
+
+
 def use_bf16(cfg: TrainConfig) -> bool:
-    """Whether to train in bf16: ``True`` demands hardware support, ``"auto"`` uses it where available."""
-    ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if cfg.bf16 is True and not ok:
-        raise HardnegError("bf16=true but this machine has no GPU with bf16 support", where="train config",
-                           fix='use bf16 = "auto" or false')
-    return bool(cfg.bf16) and ok
+    """Whether to train in bf16: ``True`` demands native bf16 (GPU or CPU), ``"auto"`` uses it where available."""
+    return bool(resolve_bf16(cfg)["bf16"])
 
 
 def add_lora(model: SentenceTransformer, cfg: TrainConfig, targets: Sequence[str] | None = None) -> dict[str, Any]:
@@ -318,8 +342,12 @@ class _Trainer(SentenceTransformerTrainer):
         pass
 
 
-def _dataset(prep: PreparedRows) -> Dataset:
+def _dataset(prep: PreparedRows, cfg: TrainConfig | None = None) -> Dataset:
     # Column order matters: the losses read anchor, positive, then the negatives.
+    if cfg is not None and cfg.mask_false_negatives == "id":  # id hashes for the masked loss (collator: "label")
+        from hardneg.train.losses import id_labels
+
+        return Dataset.from_dict({**prep.columns, "label": id_labels([list(x) for x in prep.ids])})
     return Dataset.from_dict(prep.columns)
 
 
@@ -384,6 +412,7 @@ def training_arguments(cfg: TrainConfig, work: Path, collator: SentenceTransform
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps a GPU
         fp16=False,
         bf16=bf16,
+        use_cpu=bf16 and not torch.cuda.is_available(),  # transformers allows bf16 on CPU (autocast) only so
         activation_checkpointing=checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
     )
@@ -453,8 +482,8 @@ def fit(rows: Sequence[dict[str, Any]], cfg: TrainConfig, out_dir: Path, *, prog
             eval_strategy="steps" if eval_prep is not None and cfg.eval_steps else "no",
             eval_steps=cfg.eval_steps if eval_prep is not None else None)
         trainer = _Trainer(
-            model=model, args=args, train_dataset=_dataset(prep),
-            eval_dataset=_dataset(eval_prep) if eval_prep is not None else None,
+            model=model, args=args, train_dataset=_dataset(prep, cfg),
+            eval_dataset=_dataset(eval_prep, cfg) if eval_prep is not None else None,
             loss=loss, data_collator=collator)
         result, seconds = run_trainer(trainer, progress)
         if eval_prep is not None and not cfg.eval_steps:
@@ -470,6 +499,7 @@ def fit(rows: Sequence[dict[str, Any]], cfg: TrainConfig, out_dir: Path, *, prog
             "max_length": {"query": cfg.query_max_length, "document": cfg.doc_max_length,
                            "how": "tokenizer max_length per column (anchor=query, positive/negatives=document)"},
             "lora": lora_info,
+            "precision": resolve_bf16(cfg),
             "result": {"steps": int(trainer.state.global_step), "epochs": trainer.state.epoch,
                        "train_loss": result.training_loss, "train_seconds": round(seconds, 3),
                        "seconds_per_step": round(seconds / max(1, trainer.state.global_step), 3)},
