@@ -30,7 +30,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 CacheOpt = Annotated[Optional[Path], typer.Option(
     "--cache", help="Cache folder for embeddings, pools and models [default: $HARDNEG_CACHE or ~/.cache/hardneg].")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or info logs.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+PrecisionOpt = Annotated[str, typer.Option(
+    help="Encoder compute precision: fp32 (exact), bf16 (CPUs with avx512_bf16/amx_bf16 or a bf16 GPU: ~2.4x "
+         "faster, cosine to fp32 >= 0.99997) or auto (bf16 where native and its fidelity probe passes, else fp32).")]
 
 
 @app.callback()
@@ -112,6 +115,7 @@ def mine(
     batch_size: Annotated[int, typer.Option(help="Encoding batch size.")] = 32,
     normalize: Annotated[bool, typer.Option(help="L2-normalise embeddings (scores are cosines).")] = True,
     dtype: Annotated[str, typer.Option(help="Storage dtype of cached embeddings: float32 or float16.")] = "float32",
+    precision: PrecisionOpt = "fp32",
     export: Annotated[Optional[list[str]], typer.Option(
         help="Extra formats, repeatable: st (sentence-transformers datasets folder + JSONL), flag (FlagEmbedding), "
              "triplets, or all.")] = None,
@@ -137,7 +141,7 @@ def mine(
     exports = tuple(sorted({e for x in (export or []) for e in (("st", "flag", "triplets") if x == "all" else (x,))}))
     spec = EncoderSpec(model=teacher_ref, query_prompt=query_prompt, doc_prompt=doc_prompt,
                        max_seq_length=max_seq_length, batch_size=batch_size, normalize=normalize, dtype=dtype,
-                       trust_remote_code=trust_remote_code)
+                       trust_remote_code=trust_remote_code, precision=precision)
     cfg = MineConfig(teacher=spec, strategies=strategies, depth=depth, seed=seed, exports=exports,
                      short_policy=short)  # type: ignore[arg-type]
     cache_dir = _cache(cache)
@@ -245,6 +249,7 @@ def diagnose(
     near_dup_threshold: Annotated[float, typer.Option(help="Query cosine at or above which two queries are "
                                                            "near-duplicates.")] = 0.95,
     max_seq_length: Annotated[Optional[int], typer.Option(help="Teacher truncation in tokens.")] = None,
+    precision: PrecisionOpt = "fp32",
     cache: CacheOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -263,7 +268,7 @@ def diagnose(
         dataset = load_dataset(data, split, cache_dir=cache_dir)
         pools, q_embs = {}, {}
         for ref in refs:
-            spec = EncoderSpec(model=str(ref), max_seq_length=max_seq_length)
+            spec = EncoderSpec(model=str(ref), max_seq_length=max_seq_length, precision=precision)
             pools[str(ref)] = get_pool(spec, dataset, depth, cache_dir, progress=not quiet)
             if ref.kind == "single":
                 q_embs[str(ref)] = encode_cached(load_encoder(spec, cache_dir), dataset.queries.ids,
@@ -359,6 +364,7 @@ def evaluate(
     query_prompt: Annotated[str, typer.Option(help="Text prepended to every query.")] = "",
     doc_prompt: Annotated[str, typer.Option(help="Text prepended to every document.")] = "",
     max_seq_length: Annotated[Optional[int], typer.Option(help="Truncation in tokens [default: the model's].")] = None,
+    precision: PrecisionOpt = "fp32",
     batch_size: Annotated[int, typer.Option(help="Encoding batch size.")] = 32,
     depth: Annotated[int, typer.Option(help="Results kept per query in the run (BEIR uses 1000).")] = 1000,
     ignore_identical_ids: Annotated[Optional[bool], typer.Option(
@@ -374,7 +380,7 @@ def evaluate(
     from hardneg.evaluate.pipeline import evaluate_model, write_eval
 
     spec = EncoderSpec(model=model, query_prompt=query_prompt, doc_prompt=doc_prompt, max_seq_length=max_seq_length,
-                       batch_size=batch_size, trust_remote_code=trust_remote_code)
+                       batch_size=batch_size, trust_remote_code=trust_remote_code, precision=precision)
     cache_dir = _cache(cache)
     claim = (contextlib.nullcontext() if out is None
              else claim_output(out, "evaluate", inputs=_inputs(data, model, cache_dir)))
@@ -424,6 +430,11 @@ def train(
     mask_false_negatives: Annotated[str, typer.Option(
         help="In-batch false-negative masking: none, id (same positive id), text (same text) or score(m) (scores "
              "above the positive + m).")] = "none",
+    bf16: Annotated[str, typer.Option(
+        help="bf16 mixed precision: auto (where the GPU or CPU has native bf16: 1.5-2.4x faster steps on an "
+             "avx512_bf16 CPU), true (required) or false (fp32).")] = "false",
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
+    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.1,
     quiet: QuietOpt = False,
 ) -> None:
     _setup(quiet)
@@ -437,7 +448,9 @@ def train(
         warmup_ratio=warmup_ratio, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
         query_max_length=query_max_length, doc_max_length=doc_max_length, query_prompt=query_prompt,
         doc_prompt=doc_prompt, seed=seed, lora=lora, lora_rank=lora_rank, lora_alpha=lora_alpha,
-        report_to=tuple(report_to or ()), mask_false_negatives=mask_false_negatives))
+        report_to=tuple(report_to or ()), mask_false_negatives=mask_false_negatives,
+        bf16={"true": True, "false": False}.get(bf16.lower(), bf16), weight_decay=weight_decay,
+        lora_dropout=lora_dropout))
     with claim_output(out, "train", inputs=_inputs(mined, student)):
         rows = read_mined(mined)
         train_fn(rows, cfg, out, progress=not quiet)

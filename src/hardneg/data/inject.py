@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from hardneg.data.beir import available_splits, load_beir, load_qrels
-from hardneg.data.jsonl import read_json_file
+from hardneg.data.jsonl import read_versioned_json
 from hardneg.errors import HardnegError
 from hardneg.io import (OUTPUT_MARKER, atomic_path, check_output, dumps_json, sha256_bytes, sha256_file,
                         write_json)
@@ -175,10 +175,7 @@ def load_manifest(folder: str | Path) -> Manifest:
     if not path.is_file():
         raise HardnegError("no injection manifest", where=path,
                            fix="pass a folder written by `hardneg inject` (it holds injected.json)")
-    raw = read_json_file(path, fix="re-run `hardneg inject`")
-    if not isinstance(raw, dict) or raw.get("format") != MANIFEST_FORMAT:
-        raise HardnegError(f"unsupported manifest format {raw.get('format') if isinstance(raw, dict) else raw!r}",
-                           where=path, fix=f"re-run `hardneg inject` (this version reads format {MANIFEST_FORMAT})")
+    raw = read_versioned_json(path, MANIFEST_FORMAT, what="manifest", fix="re-run `hardneg inject`")
     try:
         docs = tuple(InjectedDoc(id=str(d["id"]), source=str(d["source"]), pair_qid=str(d["pair_qid"]),
                                  qids=tuple(str(q) for q in d["qids"]), transform=str(d["transform"]),

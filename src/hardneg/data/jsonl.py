@@ -80,6 +80,16 @@ def read_json_file(path: str | Path, *, fix: str = "write valid JSON") -> Any:
     return loads_json(text, where=path, fix=fix)
 
 
+def read_versioned_json(path: str | Path, version: int, *, what: str, fix: str) -> dict[str, Any]:
+    """A JSON object file whose ``"format"`` is ``version`` (a manifest, a pool): any other content or format is a
+    one-line error saying which ``what`` and what to do (``fix``)."""
+    raw = read_json_file(path, fix=fix)
+    if not isinstance(raw, dict) or raw.get("format") != version:
+        raise HardnegError(f"unsupported {what} format {raw.get('format') if isinstance(raw, dict) else raw!r}",
+                           where=path, fix=f"{fix} (this version reads format {version})")
+    return raw
+
+
 def require_file(path: str | Path, what: str, fix: str) -> Path:
     p = Path(path)
     if not p.exists():

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hardneg.data.beir import available_splits, load_beir, load_qrels
-from hardneg.data.jsonl import read_json_file
+from hardneg.data.jsonl import read_versioned_json
 from hardneg.errors import HardnegError
 from hardneg.io import OUTPUT_MARKER, atomic_path, check_output, dumps_json, sha256_file, write_json
 from hardneg.types import Dataset
@@ -95,10 +95,7 @@ def load_hidden(folder: str | Path) -> HiddenManifest:
     if not path.is_file():
         raise HardnegError("no hidden-positive manifest", where=path,
                            fix="pass a folder written by `hardneg thin` (it holds hidden.json)")
-    raw = read_json_file(path, fix="re-run `hardneg thin`")
-    if not isinstance(raw, dict) or raw.get("format") != MANIFEST_FORMAT:
-        raise HardnegError(f"unsupported manifest format {raw.get('format') if isinstance(raw, dict) else raw!r}",
-                           where=path, fix=f"re-run `hardneg thin` (this version reads format {MANIFEST_FORMAT})")
+    raw = read_versioned_json(path, MANIFEST_FORMAT, what="manifest", fix="re-run `hardneg thin`")
     try:
         hidden: dict[str, dict[str, int]] = {}
         for q, docs in raw["hidden"].items():

@@ -275,7 +275,7 @@ class STEncoder:
     same id would then reuse stale cached embeddings).
 
     Precision: ``bf16`` runs ``model.encode`` under ``torch.autocast(device, dtype=torch.bfloat16)`` with fp32
-    weights (2.2-2.3x fp32 docs/s on MiniLM on an AVX-512 BF16 CPU, cosine to fp32 >= 0.99997); the output is
+    weights (2.3-2.4x fp32 docs/s on MiniLM on an AVX-512 BF16 CPU, cosine to fp32 >= 0.99997); the output is
     float32 either way. ``self.precision`` is the resolved one (``auto`` runs the probe at construction).
     """
 

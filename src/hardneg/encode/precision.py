@@ -12,13 +12,13 @@
 - ``"int8"``: not available on this install (see ``INT8_UNAVAILABLE``): no int8 path measured here keeps the
   fidelity guard.
 
-Why autocast and not bf16 weights: on all-MiniLM-L6-v2 (160 SciFact docs, 256 tokens, this 2-core AVX-512 CPU)
-autocast ran 2.3x fp32 at cosine 0.99997 min / 0.99998 mean to fp32; bf16 weights (``model.to(bfloat16)``,
-LayerNorm and softmax in bf16 too) ran at about the same speed (2.4x) at 0.99992 min / 0.99995 mean, and would
-need a second copy of the model.
+Why autocast and not bf16 weights (``benchmarks/bench_precision.py``, 1,000 SciFact docs at 256 tokens, MiniLM,
+this 2-core AVX-512 BF16 CPU): autocast ran 2.31x and 2.44x fp32 in two runs at cosine to fp32 0.99997 min /
+0.99998 mean; bf16 weights (LayerNorm, softmax and pooling in bf16 too) ran 1.57x and 2.70x (the same speed
+within this machine's run-to-run noise) at 0.99992 min / 0.99995 mean, and would need a second copy of the model.
 
 Why the guard is 0.999: fp32-vs-bf16 autocast measured 0.99997 min cosine on MiniLM, so a healthy model passes
-with a wide margin, while the int8 paths measured here (onnx int8 0.987-0.99, torch dynamic int8 Linear 0.846)
+with a wide margin, while the int8 paths measured on this machine type (onnx int8 0.987-0.99, torch dynamic int8 0.846)
 moved the top-100 overlap with fp32 to 0.93: a model whose bf16 output drifts that far is not one to cache
 under a "same model" label.
 

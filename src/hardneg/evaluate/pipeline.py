@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hardneg.data.descriptors import descriptor_for
 from hardneg.encode.cache import encode_cached
-from hardneg.encode.encoder import EncoderSpec, load_encoder
+from hardneg.encode.encoder import EncoderSpec, encoder_precision, load_encoder
 from hardneg.evaluate.metrics import build_run, compute_metrics, write_trec_run
 from hardneg.errors import HardnegError
 from hardneg.io import atomic_path, write_json
@@ -22,6 +22,7 @@ class EvalResult:
     per_query: dict[str, dict[str, float]]
     run: dict[str, dict[str, float]]
     seconds: dict[str, float]
+    precision: str = "fp32"  # the compute precision the encoder resolved (recorded in metrics.json)
 
 
 def evaluate_model(spec: EncoderSpec, dataset: Dataset, *, cache_dir: Path | None, depth: int = 1000,
@@ -49,12 +50,12 @@ def evaluate_model(spec: EncoderSpec, dataset: Dataset, *, cache_dir: Path | Non
     t["search"] = round(time.perf_counter() - t0, 3)
     metrics, per_query = compute_metrics(dataset.qrels, run, ndcg_at=(1, 5, 10, 100), recall_at=(10, 100, 1000),
                                          mrr_at=(10,), judged_at=(10,))
-    return EvalResult(metrics, per_query, run, t)
+    return EvalResult(metrics, per_query, run, t, encoder_precision(encoder))
 
 
 def write_eval(result: EvalResult, folder: Path, info: dict) -> None:
     """``metrics.json`` (with ``info``), ``per_query.json`` and ``run.trec``, all in one atomic folder."""
     with atomic_path(folder, is_dir=True) as tmp:
-        write_json(tmp / "metrics.json", {**info, "metrics": result.metrics})
+        write_json(tmp / "metrics.json", {**info, "precision": result.precision, "metrics": result.metrics})
         write_json(tmp / "per_query.json", result.per_query)
         write_trec_run(tmp / "run.trec", result.run)

@@ -87,11 +87,14 @@ class EvalSection:
     batch_size: int = 32
     depth: int = 1000
     splits: tuple[str, ...] = ("dev", "test")
+    precision: str = "fp32"  # compute precision of the evaluated encoders: auto, fp32, bf16 (encode.precision)
 
     def __post_init__(self) -> None:
         if isinstance(self.splits, list):
             object.__setattr__(self, "splits", tuple(self.splits))
         p = []
+        if self.precision not in ("auto", "fp32", "bf16"):
+            p.append(f"precision={self.precision!r}: must be auto, fp32 or bf16")
         for k, hi in (("max_seq_length", MAX_LENGTH), ("batch_size", MAX_BATCH), ("depth", MAX_DEPTH)):
             v = getattr(self, k)
             if (v is not None or k != "max_seq_length") and (not _is_int(v) or not 1 <= v <= hi):

@@ -140,7 +140,8 @@ def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
         res["mining"]["hidden"] = hidden
     for label, model in (("base", tcfg.student), ("finetuned", str(train_dir))):
         spec = EncoderSpec(model=model, query_prompt=tcfg.query_prompt, doc_prompt=tcfg.doc_prompt,
-                           max_seq_length=cfg.evaluate.max_seq_length, batch_size=cfg.evaluate.batch_size)
+                           max_seq_length=cfg.evaluate.max_seq_length, batch_size=cfg.evaluate.batch_size,
+                           precision=cfg.evaluate.precision)
         for split in cfg.evaluate.splits:
             if split not in splits:
                 continue

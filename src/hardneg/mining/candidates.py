@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardneg.data.jsonl import read_json_file
+from hardneg.data.jsonl import read_json_file, read_versioned_json
 from hardneg.errors import HardnegError
 from hardneg.io import atomic_path, dumps_json, read_npy, sha256_file
 from hardneg.search.exact import exact_search, score_pairs
@@ -137,10 +137,7 @@ def load_pool(folder: str | Path, *, verify: bool = True) -> CandidatePool:
     if not meta_path.is_file():
         raise HardnegError("not a candidate pool (no pool.json)", where=folder,
                            fix="point at a folder written by `hardneg mine`")
-    doc = read_json_file(meta_path, fix="delete the folder and mine again")
-    if not isinstance(doc, dict) or doc.get("format") != POOL_FORMAT:
-        raise HardnegError(f"unsupported pool format {doc.get('format') if isinstance(doc, dict) else doc!r}",
-                           where=meta_path, fix="mine again")
+    doc = read_versioned_json(meta_path, POOL_FORMAT, what="pool", fix="delete the folder and mine again")
     if verify:
         for name, digest in doc["sha256"].items():
             f = folder / (f"{name}.npy" if name != "qids" else "qids.json")

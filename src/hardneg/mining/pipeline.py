@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from hardneg.encode.cache import encode_cached
-from hardneg.encode.encoder import EncoderSpec, load_encoder
+from hardneg.encode.encoder import EncoderSpec, encoder_precision, load_encoder
 from hardneg.errors import HardnegError
 from hardneg.io import atomic_path, ensure_dir, stable_hash, write_json, write_jsonl
 from hardneg.mining.candidates import build_pool, depth_problem, effective_depth, load_pool, save_pool
@@ -150,7 +150,8 @@ def get_pool(spec: EncoderSpec | str, dataset: Dataset, depth: int, cache_dir: P
         timings.add("encode", t0)
         t0 = time.perf_counter()
         pool = build_pool(spec.model, dataset, q_emb, d_emb, depth, progress=progress,
-                          meta={"teacher_spec": spec.to_dict(), "teacher_fingerprint": fp})
+                          meta={"teacher_spec": spec.to_dict(), "teacher_fingerprint": fp,
+                                "teacher_precision": encoder_precision(encoder)})
         timings.add("search", t0)
     if folder is not None:
         save_pool(pool, folder)
@@ -282,6 +283,8 @@ def run_mine(dataset: Dataset, cfg: MineConfig, out: Path, cache_dir: Path | Non
     summary = {"config": cfg.to_dict(), "dataset": {"name": dataset.name, "split": dataset.split,
                                                     "docs": len(dataset.corpus), "queries": len(dataset.queries)},
                "strategies": {k: {kk: vv for kk, vv in v.items() if kk != "hist"} for k, v in stats.items()}}
+    if cfg.teacher.precision != "fp32":  # what "auto" resolved to, per pool (fp32 runs keep their old bytes)
+        summary["teacher_precision"] = [p.meta.get("teacher_precision", "unknown") for p in pools]
     write_json(out / "mine_config.json", cfg.to_dict())
     write_json(out / "summary.json", summary)
     summary["timings"] = timings.seconds  # printed, not written: wall times would break byte-identity

@@ -205,7 +205,7 @@ def _check(c: TrainConfig, problems: list[str]) -> None:
     if not isinstance(c.gradient_checkpointing, bool):
         bad("gradient_checkpointing", "must be true or false")
     if c.bf16 not in (True, False, "auto"):
-        bad("bf16", 'must be true, false or "auto" (on only where the GPU supports bf16)')
+        bad("bf16", 'must be true, false or "auto" (on wherever the GPU or CPU has native bf16)')
     if not _is_num(c.learning_rate) or not 0 < c.learning_rate < 1:  # also rejects NaN and inf
         bad("learning_rate", "must be a finite number in (0, 1)")
     if not _is_num(c.warmup_ratio) or not 0 <= c.warmup_ratio < 1:
