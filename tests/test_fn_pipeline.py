@@ -81,6 +81,18 @@ def test_sweep_hand_computed():
     assert rows[1]["hardest_q50"] == pytest.approx(0.765, abs=1e-6)
 
 
+def test_sweep_ref_row_by_hand():
+    # Positives 0.80 and 0.60; candidates 0.70, 0.55, 0.50. percpos(0.9) keeps s < 0.9 * ref:
+    # ref=min (0.60 for both rows): s < 0.54 -> 0.50 only, 1 per row; ref=row: row 1 s < 0.72 -> 3, row 2 -> 1.
+    pool = make_pool([("qa", [0.80, 0.60], [(10, 0.70), (11, 0.55), (12, 0.50)])])
+    (by_min,) = [r for r in sweep(pool, "percpos", 4, grid=[0.9]) if not r["auto"]]
+    (by_row,) = [r for r in sweep(pool, "percpos", 4, grid=[0.9], ref="row") if not r["auto"]]
+    assert by_min["kept_per_row"] == 1.0 and by_row["kept_per_row"] == 2.0
+    assert by_row["strategy"] == "percpos(0.9,ref=row)+topk(4)"
+    with pytest.raises(HardnegError, match="ref=row applies to percpos and marginpos"):
+        sweep(pool, "abs", 4, grid=[0.5], ref="row")
+
+
 def test_calibrate_on_injected_data(tmp_path):
     src = write_tiny_beir(tmp_path / "tiny")
     inject_false_negatives(src, tmp_path / "inj", rate=0.5)

@@ -31,6 +31,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 CacheOpt = Annotated[Optional[Path], typer.Option(
     "--cache", help="Cache folder for embeddings, pools and models [default: $HARDNEG_CACHE or ~/.cache/hardneg].")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+SearchOpt = Annotated[str, typer.Option(
+    "--search", help="Search backend: exact (default), faiss-flat (also exact), faiss-ivf[:nlist=N,nprobe=N], "
+                     "faiss-hnsw[:hnsw_m=N,ef_search=N] (approximate: check recall first, docs/scale.md) or "
+                     "ray[:ray_address=ADDR] (exact, sharded over a Ray cluster; none starts a local one).")]
 PrecisionOpt = Annotated[str, typer.Option(
     help="Encoder compute precision: fp32 (exact), bf16 (CPUs with avx512_bf16/amx_bf16 or a bf16 GPU: ~2.4x "
          "faster, cosine to fp32 >= 0.99997) or auto (bf16 where native and its fidelity probe passes, else fp32).")]
@@ -59,6 +63,13 @@ def _setup(quiet: bool) -> None:
                         ("huggingface_hub.utils", "disable_progress_bars")):
             if mod.split(".")[0] in sys.modules:  # only libraries already imported: no import cost for -q
                 getattr(__import__(mod, fromlist=[fn]), fn)()
+
+
+def _search(text: str):
+    """The ``--search`` value as a SearchSpec (imported here: the search package loads torch)."""
+    from hardneg.search.spec import SearchSpec
+
+    return SearchSpec.parse(text)
 
 
 def _inputs(*values: object) -> list[Path]:
@@ -116,6 +127,7 @@ def mine(
     normalize: Annotated[bool, typer.Option(help="L2-normalise embeddings (scores are cosines).")] = True,
     dtype: Annotated[str, typer.Option(help="Storage dtype of cached embeddings: float32 or float16.")] = "float32",
     precision: PrecisionOpt = "fp32",
+    search: SearchOpt = "exact",
     export: Annotated[Optional[list[str]], typer.Option(
         help="Extra formats, repeatable: st (sentence-transformers datasets folder + JSONL), flag (FlagEmbedding), "
              "triplets, or all.")] = None,
@@ -143,7 +155,7 @@ def mine(
                        max_seq_length=max_seq_length, batch_size=batch_size, normalize=normalize, dtype=dtype,
                        trust_remote_code=trust_remote_code, precision=precision)
     cfg = MineConfig(teacher=spec, strategies=strategies, depth=depth, seed=seed, exports=exports,
-                     short_policy=short)  # type: ignore[arg-type]
+                     short_policy=short, search=_search(search))  # type: ignore[arg-type]
     cache_dir = _cache(cache)
     with claim_output(out, "mine", inputs=_inputs(data, corpus, cache_dir, *teacher)):
         dataset = load_dataset(data, split, cache_dir=cache_dir, corpus=corpus)
@@ -250,6 +262,7 @@ def diagnose(
                                                            "near-duplicates.")] = 0.95,
     max_seq_length: Annotated[Optional[int], typer.Option(help="Teacher truncation in tokens.")] = None,
     precision: PrecisionOpt = "fp32",
+    search: SearchOpt = "exact",
     cache: CacheOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -263,13 +276,14 @@ def diagnose(
 
     strategies = [strategy_mod.parse_strategy(s) for s in strategy]
     refs = [parse_teacher(t) for t in teacher]
+    backend = _search(search)
     cache_dir = _cache(cache)
     with claim_output(out, "diagnose", inputs=_inputs(data, cache_dir, *teacher)):
         dataset = load_dataset(data, split, cache_dir=cache_dir)
         pools, q_embs = {}, {}
         for ref in refs:
             spec = EncoderSpec(model=str(ref), max_seq_length=max_seq_length, precision=precision)
-            pools[str(ref)] = get_pool(spec, dataset, depth, cache_dir, progress=not quiet)
+            pools[str(ref)] = get_pool(spec, dataset, depth, cache_dir, progress=not quiet, search=backend)
             if ref.kind == "single":
                 q_embs[str(ref)] = encode_cached(load_encoder(spec, cache_dir), dataset.queries.ids,
                                                  dataset.queries.texts, "query", cache_dir, progress=not quiet)
@@ -337,6 +351,9 @@ def calibrate(
     split: Annotated[str, typer.Option(help="Qrels split.")] = "train",
     depth: Annotated[int, typer.Option(help="Candidates per query (as mined).")] = 100,
     max_seq_length: Annotated[Optional[int], typer.Option(help="Teacher truncation in tokens (as mined).")] = None,
+    ref: Annotated[str, typer.Option(help="Positive reference of percpos / marginpos: min (default), max, mean or "
+                                          "row (each row's own positive).")] = "min",
+    precision: PrecisionOpt = "fp32",
     cache: CacheOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -345,11 +362,11 @@ def calibrate(
     from hardneg.mining.calibrate import run_calibrate
     from hardneg.mining.teachers import parse_teacher
 
-    spec = EncoderSpec(model=str(parse_teacher(teacher)), max_seq_length=max_seq_length)
+    spec = EncoderSpec(model=str(parse_teacher(teacher)), max_seq_length=max_seq_length, precision=precision)
     cache_dir = _cache(cache)
     with claim_output(out, "calibrate", inputs=_inputs(data, cache_dir, teacher)):
         res = run_calibrate(data, spec, filter, out, n=n, split=split, depth=depth, cache_dir=cache_dir,
-                            progress=not quiet)
+                            progress=not quiet, ref=ref)
     out_console.print(res["markdown"], markup=False, highlight=False)
     console.print(f"wrote {', '.join(res['files'])} to {out}", markup=False)
 
@@ -365,6 +382,7 @@ def evaluate(
     doc_prompt: Annotated[str, typer.Option(help="Text prepended to every document.")] = "",
     max_seq_length: Annotated[Optional[int], typer.Option(help="Truncation in tokens [default: the model's].")] = None,
     precision: PrecisionOpt = "fp32",
+    search: SearchOpt = "exact",
     batch_size: Annotated[int, typer.Option(help="Encoding batch size.")] = 32,
     depth: Annotated[int, typer.Option(help="Results kept per query in the run (BEIR uses 1000).")] = 1000,
     ignore_identical_ids: Annotated[Optional[bool], typer.Option(
@@ -387,9 +405,11 @@ def evaluate(
     with claim:
         dataset = load_eval_dataset(data, split, cache_dir=cache_dir)
         res = evaluate_model(spec, dataset, cache_dir=cache_dir, depth=depth,
-                             ignore_identical_ids=ignore_identical_ids, progress=not quiet)
+                             ignore_identical_ids=ignore_identical_ids, progress=not quiet,
+                             search=_search(search))
         if out is not None:
-            write_eval(res, out, {"model": spec.to_dict(), "dataset": dataset.name, "split": split, "depth": depth})
+            write_eval(res, out, {"model": spec.to_dict(), "dataset": dataset.name, "split": split, "depth": depth,
+                                  **({} if search == "exact" else {"search": _search(search).to_dict()})})
     t = Table(title=f"{model} on {dataset.name}/{split} ({res.metrics['n_queries']} queries)")
     t.add_column("metric")
     t.add_column("value", justify="right")

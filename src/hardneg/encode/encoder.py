@@ -63,12 +63,14 @@ class EncoderSpec:
             if not isinstance(getattr(self, name), str):
                 raise HardnegError(f"encoder {name} must be a string, got {getattr(self, name)!r}",
                                    fix=f'set {name} = "" for no prompt')
-        if self.max_seq_length is not None and not _is_pos_int(self.max_seq_length):
-            raise HardnegError(f"encoder max_seq_length must be a positive integer, got {self.max_seq_length!r}",
+        if self.max_seq_length is not None and not (_is_pos_int(self.max_seq_length)
+                                                    and self.max_seq_length <= MAX_SEQ_LENGTH):
+            raise HardnegError(f"encoder max_seq_length must be an integer from 1 to {MAX_SEQ_LENGTH:,}, got "
+                               f"{str(self.max_seq_length)[:20]}",
                                fix="use e.g. max_seq_length = 256, or leave it unset for the model default")
-        if not _is_pos_int(self.batch_size):
-            raise HardnegError(f"encoder batch_size must be a positive integer, got {self.batch_size!r}",
-                               fix="use e.g. batch_size = 32")
+        if not (_is_pos_int(self.batch_size) and self.batch_size <= MAX_BATCH_SIZE):
+            raise HardnegError(f"encoder batch_size must be an integer from 1 to {MAX_BATCH_SIZE:,}, got "
+                               f"{str(self.batch_size)[:20]}", fix="use e.g. batch_size = 32")
         for name in ("normalize", "trust_remote_code"):
             if not isinstance(getattr(self, name), bool):
                 raise HardnegError(f"encoder {name} must be true or false, got {getattr(self, name)!r}",
@@ -129,6 +131,10 @@ class EncoderSpec:
             raise HardnegError(f"unknown encoder setting(s): {', '.join(unknown)}",
                                fix=f"use only: {', '.join(sorted(known))}")
         return cls(**data)
+
+
+MAX_SEQ_LENGTH = 1_000_000  # beyond any model's positions; checked against the model's own limit when loaded
+MAX_BATCH_SIZE = 1_000_000  # a batch beyond this only exhausts memory
 
 
 def _is_pos_int(v: object) -> bool:

@@ -44,6 +44,9 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "hardneg"
 
 
+HASH_MAX_DIM = 65_536  # a test-only encoder: bigger vectors only exhaust memory
+
+
 def parse_hash_alias(name: str) -> int | None:
     """Return DIM for ``hash`` / ``hash:DIM``, None for any other name."""
     if name != HASH and not name.startswith(HASH + ":"):
@@ -51,9 +54,10 @@ def parse_hash_alias(name: str) -> int | None:
     if name == HASH:
         return HASH_DEFAULT_DIM
     raw = name.split(":", 1)[1]
-    if not raw.isdigit() or int(raw) <= 0:
-        raise HardnegError(f"bad hash encoder dimension {raw!r} in model {name!r}",
-                           fix="use `hash` or `hash:DIM` with DIM a positive integer, e.g. `hash:64`")
+    if not raw.isdigit() or len(raw) > 6 or not 0 < int(raw) <= HASH_MAX_DIM:
+        shown = raw if len(raw) <= 20 else raw[:20] + "..."
+        raise HardnegError(f"bad hash encoder dimension {shown!r} (the test-only hash encoder takes 1 to "
+                           f"{HASH_MAX_DIM:,})", fix="use `hash` or `hash:DIM`, e.g. `hash:64`")
     return int(raw)
 
 

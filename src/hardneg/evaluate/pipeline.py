@@ -13,6 +13,7 @@ from hardneg.errors import HardnegError
 from hardneg.io import atomic_path, write_json
 from hardneg.mining.candidates import depth_problem
 from hardneg.search.exact import exact_search
+from hardneg.search.spec import SearchSpec
 from hardneg.types import Dataset
 
 
@@ -25,10 +26,13 @@ class EvalResult:
     precision: str = "fp32"  # the compute precision the encoder resolved (recorded in metrics.json)
 
 
-def evaluate_model(spec: EncoderSpec, dataset: Dataset, *, cache_dir: Path | None, depth: int = 1000,
-                   ignore_identical_ids: bool | None = None, progress: bool = True) -> EvalResult:
+def evaluate_model(spec: EncoderSpec | str, dataset: Dataset, *, cache_dir: Path | None, depth: int = 1000,
+                   ignore_identical_ids: bool | None = None, progress: bool = True,
+                   search: SearchSpec | None = None) -> EvalResult:
     """BEIR-exact nDCG@10, Recall@100 and MRR@10 (plus nDCG@1/5/100, Recall@10/1000) and Judged@10 (the share of
-    the top 10 that has a judgement, ir_measures' definition) of ``spec`` on ``dataset``."""
+    the top 10 that has a judgement, ir_measures' definition) of ``spec`` on ``dataset``. ``search``: the backend
+    (default exact; BEIR's numbers assume exact)."""
+    spec = EncoderSpec(model=spec) if isinstance(spec, str) else spec
     problem = depth_problem(depth)
     if problem is not None:  # checked before any encoding; a depth beyond the corpus is clamped by the search
         raise HardnegError(problem, where="evaluate depth", fix="use e.g. depth 1000 (BEIR's)")
@@ -43,7 +47,11 @@ def evaluate_model(spec: EncoderSpec, dataset: Dataset, *, cache_dir: Path | Non
     t["encode"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     # One extra hit per query so that dropping an identical id still leaves `depth` results.
-    scores, idx = exact_search(q_emb, d_emb, depth + int(ignore_identical_ids), progress=progress)
+    k = depth + int(ignore_identical_ids)
+    if search is None or search.identity() is None:
+        scores, idx = exact_search(q_emb, d_emb, k, progress=progress)
+    else:
+        scores, idx = search.search_fn(progress=progress)(q_emb, d_emb, k)
     run = build_run(dataset.queries.ids, dataset.corpus.ids, scores, idx, ignore_identical_ids=ignore_identical_ids)
     if ignore_identical_ids:
         run = {q: dict(list(docs.items())[:depth]) for q, docs in run.items()}

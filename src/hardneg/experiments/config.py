@@ -7,7 +7,8 @@ which defaults to 256 where the recipe sets 128)::
     [teacher]   an encoder: model, query_prompt, doc_prompt, max_seq_length, batch_size, normalize, dtype, ...
     [mine]      strategy, depth, seed
     [train]     see hardneg.train.config.TrainConfig (student, epochs, batch_size, temperature, ...)
-    [evaluate]  max_seq_length, batch_size, depth, splits
+    [evaluate]  max_seq_length, batch_size, depth, splits, precision
+    [search]    backend (exact, faiss-flat, faiss-ivf, faiss-hnsw, ray), nlist, nprobe, hnsw_m, ef_search, ray_address
     [run]       out, cache
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hardneg.encode.encoder import EncoderSpec
 from hardneg.errors import ConfigErrors, HardnegError
 from hardneg.mining.candidates import MAX_DEPTH, depth_problem
 from hardneg.mining.pipeline import Plan, parse_plan
+from hardneg.search.spec import SearchSpec
 from hardneg.train.config import MAX_BATCH, MAX_LENGTH, TrainConfig
 
 
@@ -158,6 +160,7 @@ class RunConfig:
     mine: MineSection = field(default_factory=MineSection)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalSection = field(default_factory=EvalSection)
+    search: SearchSpec = field(default_factory=SearchSpec)
     run: RunSection = field(default_factory=RunSection)
 
     def identity(self) -> dict[str, Any]:
@@ -174,7 +177,8 @@ class RunConfig:
 
 
 _SECTIONS: dict[str, type] = {"data": DataSection, "teacher": EncoderSpec, "mine": MineSection,
-                              "train": TrainConfig, "evaluate": EvalSection, "run": RunSection}
+                              "train": TrainConfig, "evaluate": EvalSection, "search": SearchSpec,
+                              "run": RunSection}
 _BASE = {"teacher": {"model": "minilm"}}  # required fields' defaults, to check other keys one by one
 
 

@@ -92,8 +92,10 @@ def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
     splits, strategy = ctx.splits, cfg.mine.parsed
 
     # -- mine
+    backend = cfg.search.identity()  # None for exact: exact stage keys are unchanged
     mine_spec = {"teacher": ctx.fingerprint(cfg.teacher), "data": dataset_id(splits["train"]),
-                 "depth": cfg.mine.depth, "strategy": str(strategy), "seed": cfg.mine.seed}
+                 "depth": cfg.mine.depth, "strategy": str(strategy), "seed": cfg.mine.seed,
+                 **({} if backend is None else {"search": backend})}
     mine_dir = _stage(out, "mine", mine_spec)
     t0 = time.perf_counter()
     if not mine_dir.is_dir():
@@ -103,7 +105,7 @@ def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
                                "has no ensemble", fix="append +ensemble(intra,no-dedup) (or cross, intra,dedup)")
         pool_t = Timings()
         pools = get_pools(cfg.teacher, splits["train"], cfg.mine.depth, ctx.cache_dir, progress=ctx.progress,
-                          timings=pool_t)
+                          timings=pool_t, search=cfg.search)
         timings.update({f"mine_{k}": v for k, v in pool_t.seconds.items()})
         mcfg = MineConfig(teacher=cfg.teacher, strategies=(strategy,), depth=cfg.mine.depth, seed=cfg.mine.seed)
         with atomic_path(mine_dir, is_dir=True) as tmp:
@@ -147,11 +149,13 @@ def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
                 continue
             ds = splits[split]
             eval_dir = _stage(out, "eval", {"model": ctx.fingerprint(spec), "data": dataset_id(ds),
-                                            "depth": cfg.evaluate.depth})
+                                            "depth": cfg.evaluate.depth, **({} if backend is None else
+                                                                            {"search": backend})})
             t0 = time.perf_counter()
             if not eval_dir.is_dir():
                 log.info("stage evaluate: %s on %s (%s)", label, split, eval_dir.name)
-                r = evaluate_model(spec, ds, cache_dir=ctx.cache_dir, depth=cfg.evaluate.depth, progress=ctx.progress)
+                r = evaluate_model(spec, ds, cache_dir=ctx.cache_dir, depth=cfg.evaluate.depth, progress=ctx.progress,
+                                   search=cfg.search)
                 write_eval(r, eval_dir, {"model": label, "split": split, "dataset": ds.name,
                                          "n_queries": len(ds.queries)})
                 timings[f"evaluate_{label}_{split}"] = round(time.perf_counter() - t0, 1)
@@ -174,7 +178,8 @@ def trap_stats(cfg: RunConfig, ctx: Context, strategy) -> dict | None:
     manifest = manifest_for(cfg.data.path, cfg.data.train_split) if strategy.ensemble is None else None
     if manifest is None:
         return None
-    pools = get_pools(cfg.teacher, ctx.splits["train"], cfg.mine.depth, ctx.cache_dir, progress=False)
+    pools = get_pools(cfg.teacher, ctx.splits["train"], cfg.mine.depth, ctx.cache_dir, progress=False,
+                      search=cfg.search)
     return trap_rates(apply_strategy(pools[0], strategy.strategy, seed=cfg.mine.seed), ctx.splits["train"], manifest)
 
 
@@ -185,7 +190,8 @@ def hidden_stats(cfg: RunConfig, ctx: Context, strategy) -> dict | None:
     hidden = hidden_for(cfg.data.path, cfg.data.train_split) if strategy.ensemble is None else None
     if hidden is None:
         return None
-    pools = get_pools(cfg.teacher, ctx.splits["train"], cfg.mine.depth, ctx.cache_dir, progress=False)
+    pools = get_pools(cfg.teacher, ctx.splits["train"], cfg.mine.depth, ctx.cache_dir, progress=False,
+                      search=cfg.search)
     return hidden_rates(apply_strategy(pools[0], strategy.strategy, seed=cfg.mine.seed), ctx.splits["train"], hidden)
 
 

@@ -91,6 +91,19 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+ST_TAILS = ("negative", "negative_1", "labels", "label", "score", "scores")  # columns ST appends after the pair
+
+
+def _st_columns(records: list[dict], cols: list[str]) -> tuple[list[dict], list[str]]:
+    """sentence-transformers keeps the input's first two column names (e.g. query, answer): call them anchor and
+    positive when the third column is one ST appends, so every format below reads them by one name."""
+    if {"anchor", "positive"} <= set(cols) or len(cols) < 3 or cols[2] not in ST_TAILS:
+        return records, cols
+    a, b = cols[0], cols[1]
+    ren = {a: "anchor", b: "positive"}
+    return [{ren.get(k, k): v for k, v in r.items()} for r in records], ["anchor", "positive", *cols[2:]]
+
+
 def _st_format(cols: list[str]) -> str | None:
     c = set(cols)
     if {"anchor", "positive", "negative"} <= c:
@@ -173,11 +186,12 @@ def read_mined_any(path: str | Path) -> MinedInput:
             ds = datasets.load_from_disk(str(p))
             if isinstance(ds, datasets.DatasetDict):
                 ds = ds[next(iter(ds))]
-            fmt = _st_format(list(ds.column_names))
+            records, cols = _st_columns(list(ds), list(ds.column_names))
+            fmt = _st_format(cols)
             if fmt is None:
                 raise HardnegError(f"unknown mined format: columns {', '.join(ds.column_names)}", where=p,
                                    fix="audit reads triplet, n-tuple, labeled-pair and labeled-list datasets")
-            return MinedInput(fmt, _st_rows(list(ds), fmt, p.name), [p], False, {"saved": True})
+            return MinedInput(fmt, _st_rows(records, fmt, p.name), [p], False, {"saved": True})
         files = sorted(p.glob("mined.jsonl")) or sorted(p.glob("*/mined.jsonl")) or sorted(p.glob("*/*/mined.jsonl"))
         if not files:
             raise HardnegError("no mined.jsonl in this folder", where=p,
@@ -195,7 +209,8 @@ def read_mined_any(path: str | Path) -> MinedInput:
     if "query" in first and isinstance(first.get("pos"), list):
         rows, scored = _flag_rows(records, p.name)
         return MinedInput("flag", rows, [p], scored)
-    fmt = _st_format(list(first))
+    records, cols = _st_columns(records, list(first))
+    fmt = _st_format(cols)
     if fmt is not None:
         return MinedInput(fmt, _st_rows(records, fmt, p.name), [p], False)
     raise HardnegError(f"unknown mined format: first row has keys {', '.join(sorted(first)) or 'none'}", where=p,

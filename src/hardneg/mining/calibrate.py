@@ -48,8 +48,9 @@ def threshold_grid(kind: str, pool: CandidatePool) -> list[float]:
 
 
 def sweep(pool: CandidatePool, kind: str, n: int, *, extras: PoolExtras | None = None, dataset=None, manifest=None,
-          grid: list[float] | None = None) -> list[dict[str, Any]]:
-    """One dict per threshold (module docstring), threshold ascending, then the auto rows."""
+          grid: list[float] | None = None, ref: str = "min") -> list[dict[str, Any]]:
+    """One dict per threshold (module docstring), threshold ascending, then the auto rows. ``ref``: the positive
+    reference of percpos / marginpos (min, max, mean or row; see the strategy grammar)."""
     if kind not in FILTERS:
         raise HardnegError(f"unknown filter {kind}", where="--filter", fix=f"choose from {', '.join(FILTERS)}")
     if n < 1:
@@ -59,9 +60,13 @@ def sweep(pool: CandidatePool, kind: str, n: int, *, extras: PoolExtras | None =
     row_q, row_pos = row_layout(pool)
     score = pool.cand_score[row_q].astype(np.float64)
     valid = pool.cand_idx[row_q] >= 0
-    strategies = [(f"{kind}({x!r})+topk({n})", False) for x in (grid or threshold_grid(kind, pool))]
+    if ref != "min" and kind not in ("percpos", "marginpos"):
+        raise HardnegError(f"ref={ref} applies to percpos and marginpos, not {kind}", where="--ref",
+                           fix="drop --ref for this filter")
+    r = "" if ref == "min" else f",ref={ref}"
+    strategies = [(f"{kind}({x!r}{r})+topk({n})", False) for x in (grid or threshold_grid(kind, pool))]
     for c in COVERAGES:
-        strategies.append((f"{kind}(auto,coverage={c})+topk({n})", True))
+        strategies.append((f"{kind}(auto,coverage={c}{r})+topk({n})", True))
     out = []
     for text, auto in strategies:
         st = parse_strategy(text)
@@ -154,7 +159,7 @@ def _png(rows: list[dict], path: Path, kind: str, n: int) -> None:
 
 
 def run_calibrate(data: str | Path, teacher, kind: str, out: str | Path, *, n: int = 4, split: str = "train",
-                  depth: int = 100, cache_dir: Path | None = None, progress: bool = True) -> dict:
+                  depth: int = 100, cache_dir: Path | None = None, progress: bool = True, ref: str = "min") -> dict:
     """Sweep ``kind`` on the (cached) pool of ``teacher`` (an alias or an EncoderSpec) on ``data``; write
     calibrate.md/.csv/.json/.png under ``out``
     (claimed by the caller). Returns {"rows": [...], "markdown": str, "files": [...]}."""
@@ -176,13 +181,13 @@ def run_calibrate(data: str | Path, teacher, kind: str, out: str | Path, *, n: i
 
         extras = pool_extras(pool, dataset, cache_dir, need={"pos_cos"})
     manifest = manifest_for(data, split)
-    rows = sweep(pool, kind, n, extras=extras, dataset=dataset, manifest=manifest)
+    rows = sweep(pool, kind, n, extras=extras, dataset=dataset, manifest=manifest, ref=ref)
     out = Path(out)
-    md = calibrate_markdown(rows, title=f"calibrate `{kind}` on {dataset.name}/{split}, teacher {teacher}, n = {n}, "
-                                        f"depth {pool.depth}, {int(pool.pos_ptr[-1]):,} rows")
+    md = calibrate_markdown(rows, title=f"calibrate `{kind}` (ref={ref}) on {dataset.name}/{split}, teacher {teacher}, "
+                                        f"n = {n}, depth {pool.depth}, {int(pool.pos_ptr[-1]):,} rows")
     write_text(out / "calibrate.md", md)
     write_text(out / "calibrate.csv", _csv(rows))
     write_json(out / "calibrate.json", {"data": str(data), "split": split, "teacher": teacher, "filter": kind, "n": n,
-                                        "depth": pool.depth, "rows": rows})
+                                        "ref": ref, "depth": pool.depth, "rows": rows})
     _png(rows, out / "calibrate.png", kind, n)
     return {"rows": rows, "markdown": md, "files": ["calibrate.md", "calibrate.csv", "calibrate.json", "calibrate.png"]}

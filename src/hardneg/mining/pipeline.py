@@ -24,6 +24,7 @@ from hardneg.mining.stats import mining_stats
 from hardneg.mining.strategy import Strategy, parse_strategy
 from hardneg.mining.treat import export_view, mined_rows
 from hardneg.mining.teachers import fusion_pool, member_specs, parse_teacher, teacher_fingerprint
+from hardneg.search.spec import SearchSpec
 from hardneg.types import CandidatePool, Dataset
 
 log = logging.getLogger("hardneg")
@@ -64,6 +65,7 @@ class MineConfig:
     seed: int = 0
     exports: tuple[str, ...] = ()
     short_policy: ShortPolicy = "drop"
+    search: SearchSpec = field(default_factory=SearchSpec)
 
     def __post_init__(self) -> None:
         problems = []
@@ -71,6 +73,8 @@ class MineConfig:
             problems.append(depth_msg)
         if not self.strategies:
             problems.append("give at least one strategy")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 32:
+            problems.append(f"seed must be an integer from 0 to {2 ** 32 - 1}, got {str(self.seed)[:24]}")
         bad = [e for e in self.exports if e not in EXPORTS]
         if bad:
             problems.append(f"unknown export {', '.join(bad)} (choose from {', '.join(EXPORTS)})")
@@ -90,9 +94,12 @@ class MineConfig:
             raise HardnegError("; ".join(problems), fix="see `hardneg mine --help`")
 
     def to_dict(self) -> dict:
-        return {"teacher": self.teacher.to_dict(), "strategies": [str(s) for s in self.strategies],
-                "depth": self.depth, "seed": self.seed, "exports": list(self.exports),
-                "short_policy": self.short_policy}
+        out = {"teacher": self.teacher.to_dict(), "strategies": [str(s) for s in self.strategies],
+               "depth": self.depth, "seed": self.seed, "exports": list(self.exports),
+               "short_policy": self.short_policy}
+        if self.search.identity() is not None:  # exact runs keep their old mine_config.json bytes
+            out["search"] = self.search.to_dict()
+        return out
 
 
 @dataclass
@@ -103,17 +110,22 @@ class Timings:
         self.seconds[key] = round(self.seconds.get(key, 0.0) + time.perf_counter() - t0, 3)
 
 
-def pool_key(teacher_fp: str, dataset: Dataset, depth: int) -> str:
+def pool_key(teacher_fp: str, dataset: Dataset, depth: int, search: SearchSpec | None = None) -> str:
+    """The pool's cache entry name: everything that determines it (an exact search adds nothing, so exact keys
+    are those of the versions before the search backend was selectable)."""
     qrels_fp = stable_hash(sorted((q, sorted(d.items())) for q, d in dataset.qrels.items()), n=32)
-    return stable_hash({"teacher": teacher_fp, "corpus": dataset.corpus.fingerprint,
-                        "queries": dataset.queries.fingerprint, "qrels": qrels_fp, "depth": depth}, n=24)
+    key = {"teacher": teacher_fp, "corpus": dataset.corpus.fingerprint, "queries": dataset.queries.fingerprint,
+           "qrels": qrels_fp, "depth": depth}
+    ident = search.identity() if search is not None else None
+    return stable_hash(key if ident is None else {**key, "search": ident}, n=24)
 
 
 def get_pool(spec: EncoderSpec | str, dataset: Dataset, depth: int, cache_dir: Path | None, *, progress: bool = True,
-             timings: Timings | None = None) -> CandidatePool:
+             timings: Timings | None = None, search: SearchSpec | None = None) -> CandidatePool:
     """The candidate pool of one teacher (an encoder or a fusion), from the cache when it exists.
 
-    ``depth`` beyond the corpus size is clamped to it (before the cache key: equal pools, one entry)."""
+    ``depth`` beyond the corpus size is clamped to it (before the cache key: equal pools, one entry). ``search``
+    picks the backend (default exact); fusion teachers always search their members exactly."""
     timings = timings if timings is not None else Timings()
     asked, depth = depth, effective_depth(depth, len(dataset.corpus))
     if depth < asked:
@@ -123,11 +135,14 @@ def get_pool(spec: EncoderSpec | str, dataset: Dataset, depth: int, cache_dir: P
     if ref.kind == "list":
         raise HardnegError(f'"{spec.model}" lists several teachers; each has its own pool',
                            fix="use get_pools, or mine with an ensemble(...) strategy")
+    if ref.kind == "fusion" and search is not None and search.identity() is not None:
+        raise HardnegError(f"fusion teacher {spec.model!r} searches its members exactly", where="search backend",
+                           fix="use the exact backend with fusion teachers")
     t0 = time.perf_counter()
     encoder = load_encoder(spec, cache_dir) if ref.kind == "single" else None
     fp = encoder.fingerprint() if encoder is not None else teacher_fingerprint(spec, cache_dir)
     timings.add("load_model", t0)
-    folder = None if cache_dir is None else Path(cache_dir) / "pools" / pool_key(fp, dataset, depth)
+    folder = None if cache_dir is None else Path(cache_dir) / "pools" / pool_key(fp, dataset, depth, search)
     if folder is not None and (folder / "pool.json").is_file():
         t0 = time.perf_counter()
         try:
@@ -149,9 +164,12 @@ def get_pool(spec: EncoderSpec | str, dataset: Dataset, depth: int, cache_dir: P
                               progress=progress)
         timings.add("encode", t0)
         t0 = time.perf_counter()
+        fn = None if search is None or search.identity() is None else search.search_fn(progress=progress)
         pool = build_pool(spec.model, dataset, q_emb, d_emb, depth, progress=progress,
+                          search_fn=None if fn is None else (lambda q, k: fn(q, d_emb, k)),
                           meta={"teacher_spec": spec.to_dict(), "teacher_fingerprint": fp,
-                                "teacher_precision": encoder_precision(encoder)})
+                                "teacher_precision": encoder_precision(encoder),
+                                **({} if fn is None else {"search": search.to_dict()})})
         timings.add("search", t0)
     if folder is not None:
         save_pool(pool, folder)
@@ -159,11 +177,12 @@ def get_pool(spec: EncoderSpec | str, dataset: Dataset, depth: int, cache_dir: P
 
 
 def get_pools(spec: EncoderSpec, dataset: Dataset, depth: int, cache_dir: Path | None, *, progress: bool = True,
-              timings: Timings | None = None) -> list[CandidatePool]:
+              timings: Timings | None = None, search: SearchSpec | None = None) -> list[CandidatePool]:
     """One pool per teacher of ``spec.model`` (a list ``a|b`` gives several, best first)."""
     ref = parse_teacher(spec.model)
     specs = member_specs(ref, spec) if ref.kind == "list" else [spec]
-    return [get_pool(s, dataset, depth, cache_dir, progress=progress, timings=timings) for s in specs]
+    return [get_pool(s, dataset, depth, cache_dir, progress=progress, timings=timings, search=search)
+            for s in specs]
 
 
 def _write_one(folder: Path, rows: list[dict], stats: dict, plan: Plan, cfg: MineConfig, pool: CandidatePool,
@@ -275,7 +294,8 @@ def run_mine(dataset: Dataset, cfg: MineConfig, out: Path, cache_dir: Path | Non
     ``out`` must already be claimed for ``mine`` (``hardneg.io.claim_output``) by the caller.
     """
     timings = Timings()
-    pools = get_pools(cfg.teacher, dataset, cfg.depth, cache_dir, progress=progress, timings=timings)
+    pools = get_pools(cfg.teacher, dataset, cfg.depth, cache_dir, progress=progress, timings=timings,
+                      search=cfg.search)
     t0 = time.perf_counter()
     scorer = teacher_scorer(cfg.teacher, dataset, cache_dir) if cfg.short_policy == "pad" and cfg.exports else None
     stats = mine_to_folder(pools, dataset, cfg, out, manifest=manifest, scorer=scorer, cache_dir=cache_dir)
