@@ -7,6 +7,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -29,6 +30,12 @@ def _fs_error(path: Path, exc: OSError) -> HardnegError:
         return HardnegError(f"a parent of {path} is a file, not a folder", where=path,
                             fix="choose an output path whose parents are folders")
     return HardnegError(f"cannot write {path} ({exc.strerror})", where=path, fix="check the path")
+
+
+def default_cache_dir() -> Path:
+    """The cache root: env ``HARDNEG_CACHE`` else ``~/.cache/hardneg``."""
+    env = os.environ.get("HARDNEG_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "hardneg"
 
 
 def ensure_dir(path: str | Path) -> Path:
@@ -256,9 +263,83 @@ def write_jsonl(path: str | Path, rows: Any) -> int:
 def read_json(path: str | Path) -> Any:
     """A whole JSON file; any way it can be unreadable (malformed, too deep, huge numbers, lone surrogates, not
     UTF-8) is a one-line HardnegError naming the file."""
-    from hardneg.data.jsonl import read_json_file  # the one JSON reader; data.jsonl imports nothing of ours but errors
-
     return read_json_file(path)
+
+
+# -- reading JSON: every way json.loads can fail, or succeed with something unusable, is one HardnegError ---------
+# Malformed text, nesting too deep for the parser (RecursionError), integers too long to convert (ValueError),
+# and lone surrogate escapes such as "\ud800" (json accepts them, but the string can never be encoded to UTF-8
+# later). A UTF-8 byte-order mark at the start of a file is skipped.
+
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark (Windows editors write one)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a \uD800-\uDFFF escape in the raw text
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(obj: Any) -> str | None:
+    """The first lone surrogate in any string (key or value) of a decoded JSON value, else None."""
+    stack = [obj]  # iterative: the value may be nested as deeply as the parser allows
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            m = _SURROGATE.search(v)
+            if m:
+                return m.group()
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return None
+
+
+def loads_json(text: str, *, where: str | Path, line: int | None = None,
+               fix: str = "write valid JSON") -> Any:
+    """``json.loads`` with every failure (see the module docstring) as a one-line HardnegError."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HardnegError(f"malformed JSON ({exc.msg} at column {exc.colno})", where=where, line=line,
+                           fix=fix) from None
+    except RecursionError:
+        raise HardnegError("JSON nested too deeply to read", where=where, line=line,
+                           fix="flatten the nested arrays/objects (is the file corrupt?)") from None
+    except ValueError as exc:  # e.g. an integer with more digits than int() converts
+        what = str(exc).split(";")[0]
+        raise HardnegError(f"unreadable JSON number ({what})", where=where, line=line,
+                           fix="write long numbers (e.g. ids) as JSON strings") from None
+    # Raw UTF-8 cannot hold a surrogate, so only a \u escape can make one: check the decoded value only then.
+    if _SURROGATE_ESCAPE.search(text):
+        bad = _lone_surrogate(obj)
+        if bad is not None:
+            raise HardnegError(f"a string holds the lone surrogate \\u{ord(bad):04x}, which is not valid Unicode",
+                               where=where, line=line,
+                               fix="re-encode the file as valid UTF-8 (a \\ud800-\\udfff escape must be half of "
+                                   "a surrogate pair)")
+    return obj
+
+
+def read_json_file(path: str | Path, *, fix: str = "write valid JSON") -> Any:
+    """Read a whole JSON file (UTF-8, a leading byte-order mark skipped) with ``loads_json``'s errors."""
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.removeprefix(BOM).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HardnegError(f"bytes that are not UTF-8 at offset {exc.start}", where=path,
+                           fix="re-encode the file as UTF-8") from None
+    return loads_json(text, where=path, fix=fix)
+
+
+def read_versioned_json(path: str | Path, version: int, *, what: str, fix: str) -> dict[str, Any]:
+    """A JSON object file whose ``"format"`` is ``version`` (a manifest, a pool): any other content or format is a
+    one-line error saying which ``what`` and what to do (``fix``)."""
+    raw = read_json_file(path, fix=fix)
+    if not isinstance(raw, dict) or raw.get("format") != version:
+        raise HardnegError(f"unsupported {what} format {raw.get('format') if isinstance(raw, dict) else raw!r}",
+                           where=path, fix=f"{fix} (this version reads format {version})")
+    return raw
+
 
 
 def write_npy(path: str | Path, arr: np.ndarray) -> None:

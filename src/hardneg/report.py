@@ -124,11 +124,11 @@ def read_results(path: str | Path) -> list[dict]:
     return out
 
 
-def _fmt(mean: float, sd: float | None) -> str:
+def fmt_cell(mean: float, sd: float | None) -> str:
     return f"{mean:.4f}" if sd is None or math.isnan(sd) else f"{mean:.4f} ± {sd:.4f}"
 
 
-def _mean_sd(xs: list[float]) -> tuple[float, float]:
+def mean_sd(xs: list[float]) -> tuple[float, float]:
     a = np.asarray(xs, dtype=np.float64)
     return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else float("nan")
 
@@ -161,7 +161,7 @@ def summarise(records: list[dict], unseen: list[str], baseline: str = "topk(4)")
         p = r["point"]
         groups[(p["teacher"], p["student"], p["strategy"])].append(r)
     rows = []
-    for (teacher, student, strategy), recs in sorted(groups.items(), key=lambda kv: _sort_key(kv[0])):
+    for (teacher, student, strategy), recs in sorted(groups.items(), key=lambda kv: sort_key(kv[0])):
         recs = sorted(recs, key=lambda r: r["point"]["seed"])
         row: dict[str, Any] = {"teacher": teacher, "student": student, "strategy": strategy,
                                "method": dict(METHOD_NAMES)[method_of(strategy)[0]], "config": method_of(strategy)[1],
@@ -169,20 +169,20 @@ def summarise(records: list[dict], unseen: list[str], baseline: str = "topk(4)")
         for split, metric in (("test", "ndcg@10"), ("test", "recall@100"), ("dev", "ndcg@10")):
             vals = [r["metrics"][split]["finetuned"][metric] for r in recs if split in r["metrics"]]
             if vals:
-                row[f"{split} {metric}"] = _mean_sd(vals)
+                row[f"{split} {metric}"] = mean_sd(vals)
         # Judged@10 (the share of the top 10 with any judgement): only when every seed's record has it (records
         # evaluated before it was recorded lack it).
         vals = [r["metrics"]["test"]["finetuned"]["judged@10"] for r in recs
                 if "judged@10" in r["metrics"].get("test", {}).get("finetuned", {})]
         if vals and len(vals) == len(recs):
-            row["test judged@10"] = _mean_sd(vals)
+            row["test judged@10"] = mean_sd(vals)
         if unseen:
             vals = [float(np.mean([r["per_query"]["test"]["finetuned"][q]["ndcg@10"] for q in unseen])) for r in recs]
-            row["unseen ndcg@10"] = _mean_sd(vals)
+            row["unseen ndcg@10"] = mean_sd(vals)
         # Against naive top-k of the same teacher; teachers without one (mpnet, fusions, ensembles in a teacher
         # study) are compared with the naive top-k of the grid's teacher that has it.
         base = groups.get((teacher, student, baseline)) or next(
-            (v for (t, s2, st), v in sorted(groups.items(), key=lambda kv: _sort_key(kv[0]))
+            (v for (t, s2, st), v in sorted(groups.items(), key=lambda kv: sort_key(kv[0]))
              if s2 == student and st == baseline), [])
         if base and strategy != baseline:
             for name, qids in (("test", None), ("unseen", unseen)):
@@ -194,7 +194,7 @@ def summarise(records: list[dict], unseen: list[str], baseline: str = "topk(4)")
     return rows
 
 
-def _sort_key(k: tuple[str, str, str]) -> tuple:
+def sort_key(k: tuple[str, str, str]) -> tuple:
     teacher, student, strategy = k
     m, param = method_of(strategy)
     order = [x for x, _ in METHOD_NAMES].index(m)
@@ -220,10 +220,10 @@ def base_metrics(records: list[dict], unseen: list[str]) -> dict[tuple[str, str]
 
 def _cell(row: dict, k: str) -> str:
     v = row.get(k)
-    return "" if v is None else _fmt(*v)
+    return "" if v is None else fmt_cell(*v)
 
 
-def _sig(row: dict, k: str) -> str:
+def sig_mark(row: dict, k: str) -> str:
     return _sig_of(row.get(k))
 
 
@@ -250,8 +250,8 @@ def table_markdown(rows: list[dict], bases: dict, n_unseen: int) -> str:
              f"{m['test ndcg@10']:.4f}", "", f"{m['test recall@100']:.4f}", f"{m.get('unseen ndcg@10', nan):.4f}", ""]
             for student, m in bases.items()]
     body += [[r["teacher"], r["method"], r["config"], f"`{r['strategy']}`", str(len(r["seeds"])),
-              _cell(r, "dev ndcg@10"), _cell(r, "test ndcg@10"), _sig(r, "vs naive test"),
-              _cell(r, "test recall@100"), _cell(r, "unseen ndcg@10"), _sig(r, "vs naive unseen")] for r in rows]
+              _cell(r, "dev ndcg@10"), _cell(r, "test ndcg@10"), sig_mark(r, "vs naive test"),
+              _cell(r, "test recall@100"), _cell(r, "unseen ndcg@10"), sig_mark(r, "vs naive unseen")] for r in rows]
     columns = COLUMNS
     if _has_judged(rows):  # after test recall@100; "–" for a cell whose records predate Judged@10
         at = COLUMNS.index("test recall@100") + 1
@@ -302,7 +302,7 @@ def best_markdown(rows: list[dict]) -> str:
     lines = md_table(["teacher", "method", "config (chosen on dev)", "dev nDCG@10", "test nDCG@10", "vs naive (test)",
                       "test Recall@100"],
                      [[teacher, method, r["config"] or "–", _cell(r, "dev ndcg@10"), _cell(r, "test ndcg@10"),
-                       _sig(r, "vs naive test"), _cell(r, "test recall@100")] for (teacher, method), r in best.items()])
+                       sig_mark(r, "vs naive test"), _cell(r, "test recall@100")] for (teacher, method), r in best.items()])
     return "\n".join(lines) + "\n"
 
 
@@ -368,10 +368,10 @@ def mining_markdown(records: list[dict]) -> str:
              ", ".join(f"{k}: {v:.1f}" for k, v in s.get("removed_per_row", {}).items()) or "–",
              _q50(s.get("pos_score")), _q50(s.get("top1_neg_score")), _q50(s.get("pos_minus_top1_neg")),
              s.get("top1_neg_above_pos", "–")]
-            for (teacher, strategy), s in sorted(seen.items(), key=lambda kv: _sort_key((kv[0][0], "", kv[0][1])))]
+            for (teacher, strategy), s in sorted(seen.items(), key=lambda kv: sort_key((kv[0][0], "", kv[0][1])))]
     columns = ["teacher", "strategy", "rows", "short of n", "empty", "removed per row (by filter)", "pos q50",
                "top-1 neg q50", "pos − top-1 q50", "top-1 neg above pos"]
-    hidden = [s.get("hidden") for _, s in sorted(seen.items(), key=lambda kv: _sort_key((kv[0][0], "", kv[0][1])))]
+    hidden = [s.get("hidden") for _, s in sorted(seen.items(), key=lambda kv: sort_key((kv[0][0], "", kv[0][1])))]
     if any(hidden):  # a `hardneg thin` dataset: the hidden positives each strategy mined as negatives
         columns += ["hidden recall", "hidden share of negs"]
         body = [b + ([_pct(h["hidden_recall"]), _pct(h["hidden_share_all"])] if h else ["–", "–"])
@@ -421,7 +421,7 @@ def cost_markdown(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _savefig(fig, path: Path) -> None:
+def savefig(fig, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})  # no version stamp: byte-stable
     write_bytes(path, buf.getvalue())
@@ -459,7 +459,7 @@ def plot_sweeps(rows: list[dict], out: Path) -> list[str]:
     legend = {lab: h for ax in axes for h, lab in zip(*ax.get_legend_handles_labels())}  # every panel's teachers
     axes[-1].legend(legend.values(), legend.keys(), fontsize=7)
     fig.tight_layout()
-    _savefig(fig, out / "fig1_sweeps.png")
+    savefig(fig, out / "fig1_sweeps.png")
     plt.close(fig)
     written.append("fig1_sweeps.png")
 
@@ -481,7 +481,7 @@ def plot_sweeps(rows: list[dict], out: Path) -> list[str]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        _savefig(fig, out / "fig2_sampled.png")
+        savefig(fig, out / "fig2_sampled.png")
         plt.close(fig)
         written.append("fig2_sampled.png")
     return written
@@ -518,7 +518,7 @@ def plot_scores(records: list[dict], out: Path, a: str = "topk(4)", b: str = "pe
     ax.set_title("(c) rows: top-1 negative > positive")
     ax.tick_params(axis="x", labelsize=7)
     fig.tight_layout()
-    _savefig(fig, out / "fig4_scores.png")
+    savefig(fig, out / "fig4_scores.png")
     plt.close(fig)
     return ["fig4_scores.png"]
 

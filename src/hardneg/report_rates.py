@@ -29,7 +29,7 @@ import numpy as np
 from hardneg.errors import HardnegError
 from hardneg.io import claim_output, write_text
 from hardneg.markdown import md_table
-from hardneg.report import _fmt, _mean_sd, _savefig, _sig, _sort_key, paired_over_seeds, read_results
+from hardneg.report import fmt_cell, mean_sd, savefig, sig_mark, sort_key, paired_over_seeds, read_results
 
 TRAP_KEYS = ("trap_recall", "rows_with_trap", "trap_share_all", "real_kept")
 
@@ -81,7 +81,7 @@ def summarise_rates(series: list[tuple[float, list[dict]]], baseline: str = "top
     """One row per (strategy, rate) for the strategies, teacher and student present at every rate."""
     combo = _study_combo(series)
     groups = [(rate, _group(recs, combo)) for rate, recs in series]
-    strategies = sorted(set.intersection(*(set(g) for _, g in groups)), key=lambda s: _sort_key(("", "", s)))
+    strategies = sorted(set.intersection(*(set(g) for _, g in groups)), key=lambda s: sort_key(("", "", s)))
     if not strategies:
         raise HardnegError("no strategy was run at every injection rate",
                            fix="run the same [grid] strategies in each rate's ablation")
@@ -91,7 +91,7 @@ def summarise_rates(series: list[tuple[float, list[dict]]], baseline: str = "top
         for rate, g in groups:
             recs = g[s]
             row: dict[str, Any] = {"strategy": s, "rate": rate, "seeds": [r["point"]["seed"] for r in recs],
-                                   "test ndcg@10": _mean_sd([r["metrics"]["test"]["finetuned"]["ndcg@10"] for r in recs])}
+                                   "test ndcg@10": mean_sd([r["metrics"]["test"]["finetuned"]["ndcg@10"] for r in recs])}
             if s != baseline and baseline in g:
                 row["vs naive"] = paired_over_seeds(g[baseline], recs)
             if rate != rate0:
@@ -110,8 +110,8 @@ def _pct(x: float | None) -> str:
 
 def table_markdown(rows: list[dict], baseline: str) -> str:
     r0 = f"{min(r['rate'] for r in rows):g}"
-    body = [[f"`{r['strategy']}`", f"{r['rate']:g}", len(r["seeds"]), _fmt(*r["test ndcg@10"]), _sig(r, "vs naive"),
-             _sig(r, "vs rate0"), *(_pct((r.get("traps") or {}).get(k))
+    body = [[f"`{r['strategy']}`", f"{r['rate']:g}", len(r["seeds"]), fmt_cell(*r["test ndcg@10"]), sig_mark(r, "vs naive"),
+             sig_mark(r, "vs rate0"), *(_pct((r.get("traps") or {}).get(k))
                                     for k in ("trap_recall", "rows_with_trap", "trap_share_all", "real_kept"))]
             for r in rows]
     lines = md_table(["strategy", "injection rate", "seeds", "test nDCG@10", "vs naive (same rate)",
@@ -170,7 +170,7 @@ def plot_rates(rows: list[dict], out: Path) -> str:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    _savefig(fig, out / "fig_rates.png")
+    savefig(fig, out / "fig_rates.png")
     plt.close(fig)
     return "fig_rates.png"
 

@@ -15,9 +15,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from hardneg.encode.models import default_cache_dir
 from hardneg.errors import HardnegError
-from hardneg.io import atomic_path, ensure_dir
+from hardneg.io import atomic_path, default_cache_dir, ensure_dir
 
 log = logging.getLogger("hardneg")
 

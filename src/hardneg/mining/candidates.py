@@ -9,35 +9,12 @@ import numpy as np
 from hardneg.data.jsonl import read_json_file, read_versioned_json
 from hardneg.errors import HardnegError
 from hardneg.io import atomic_path, dumps_json, read_npy, sha256_file
+from hardneg.search.depth import MAX_DEPTH, depth_problem, effective_depth  # noqa: F401 (re-exported)
 from hardneg.search.exact import exact_search, score_pairs
 from hardneg.types import CandidatePool, Dataset
 
 POOL_FORMAT = 2  # 2: keyed by length-prefixed corpus/queries fingerprints (1's could collide)
 _ARRAYS = ("cand_idx", "cand_score", "cand_rank", "pos_ptr", "pos_idx", "pos_score")
-# Far above any useful depth; a typo such as 1000000000 is an error, not a [queries, depth] allocation.
-MAX_DEPTH = 100_000
-
-
-def depth_problem(depth: object) -> str | None:
-    """Why ``depth`` (candidates kept per query) is invalid, or None."""
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)):
-        return f"depth must be a whole number, got {depth!r}"
-    if depth < 1:
-        return f"depth must be >= 1, got {depth}"
-    if depth > MAX_DEPTH:
-        return f"depth must be <= {MAX_DEPTH:,}, got {depth:,} (depth beyond the corpus size is clamped to it)"
-    return None
-
-
-def effective_depth(depth: int, n_docs: int) -> int:
-    """``depth`` validated and clamped to the corpus size: a query never has more candidates than documents, and
-    the pool arrays are [queries, depth] (a depth of 1e9 on 40 documents once allocated 29.8 GiB of padding)."""
-    problem = depth_problem(depth)
-    if problem is not None:
-        raise HardnegError(problem, fix=f"use a depth between 1 and {MAX_DEPTH:,}, e.g. 100")
-    return max(1, min(int(depth), n_docs))
-
-
 def positive_rows(dataset: Dataset) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Queries that have a positive (relevance > 0), and their positives' corpus rows.
 

@@ -24,7 +24,7 @@ from hardneg.errors import HardnegError
 from hardneg.io import atomic_path, ensure_dir, write_json, write_text
 from hardneg.markdown import md_table
 from hardneg.mining.ensemble import EnsembleSet, check_same_rows
-from hardneg.mining.select import _mix64, apply_strategy
+from hardneg.mining.select import mix64, apply_strategy
 from hardneg.mining.stats import score_arrays
 from hardneg.mining.strategy import Strategy, parse_strategy
 from hardneg.search.exact import exact_search
@@ -93,8 +93,8 @@ def choose_hidden(pool: CandidatePool, seed: int = 0) -> tuple[np.ndarray, np.nd
     if multi.size == 0:
         return multi.astype(np.int64), multi.astype(np.int64)
     with np.errstate(over="ignore"):
-        salt = _mix64(np.array([(seed & 0xFFFFFFFFFFFFFFFF) ^ PROBE_SALT], dtype=np.uint64))
-        h = _mix64(_qkeys([pool.qids[i] for i in multi]) ^ salt)
+        salt = mix64(np.array([(seed & 0xFFFFFFFFFFFFFFFF) ^ PROBE_SALT], dtype=np.uint64))
+        h = mix64(_qkeys([pool.qids[i] for i in multi]) ^ salt)
     j = (h % npos[multi].astype(np.uint64)).astype(np.int64)
     return multi.astype(np.int64), pool.pos_ptr[multi] + j
 

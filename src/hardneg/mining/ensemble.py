@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 
 from hardneg.errors import HardnegError
-from hardneg.mining.select import _mix64, apply_strategy, row_keys
+from hardneg.mining.select import mix64, apply_strategy, row_keys
 from hardneg.mining.strategy import Strategy, TopK
 from hardneg.types import CandidatePool, Dataset, MinedSet
 
@@ -196,8 +196,8 @@ def teacher_draw(pool: CandidatePool, row_q: np.ndarray, row_pos: np.ndarray, n_
     """Uniform teacher index per row, int32 [R]: a hash of (seed, qid, positive's corpus row)."""
     keys = row_keys(pool, row_q, row_pos)
     with np.errstate(over="ignore"):
-        salt = _mix64(np.array([(seed & 0xFFFFFFFFFFFFFFFF) ^ CROSS_SALT], dtype=np.uint64))
-        x = _mix64(keys ^ salt)
+        salt = mix64(np.array([(seed & 0xFFFFFFFFFFFFFFFF) ^ CROSS_SALT], dtype=np.uint64))
+        x = mix64(keys ^ salt)
     u = (x >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))  # [0, 1)
     return np.minimum((u * n_teachers).astype(np.int64), n_teachers - 1).astype(np.int32)
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from hardneg.errors import HardnegError
 from hardneg.io import atomic_path, stable_hash, write_jsonl
-from hardneg.mining.select import _mix64, row_keys
+from hardneg.mining.select import mix64, row_keys
 from hardneg.types import Dataset, MinedSet
 
 EXPORTS = ("st", "flag", "triplets")
@@ -64,7 +64,7 @@ def pad_rows(rows: list[dict], mined: MinedSet, dataset: Dataset, n: int, seed: 
         attempt = 0
         while len(negs) < n and len(taken) < n_docs:
             with np.errstate(over="ignore"):
-                h = _mix64(np.array([keys[r] ^ np.uint64(seed & 0xFFFFFFFF) ^ np.uint64(attempt << 32)],
+                h = mix64(np.array([keys[r] ^ np.uint64(seed & 0xFFFFFFFF) ^ np.uint64(attempt << 32)],
                                     dtype=np.uint64))
             d = int(h[0] % np.uint64(n_docs))
             attempt += 1

@@ -28,7 +28,7 @@ import numpy as np
 
 from hardneg.errors import HardnegError
 from hardneg.mining.candidates import build_pool, candidates_from_search, positive_rows
-from hardneg.search.exact import DocShards, _as_shards, exact_search, score_pairs
+from hardneg.search.exact import DocShards, as_shards, exact_search, score_pairs
 from hardneg.types import CandidatePool, Dataset
 
 How = Literal["sum", "mean"]
@@ -144,7 +144,7 @@ def ranks_with_positives(cand_idx: np.ndarray, cand_score: np.ndarray, pos_ptr: 
     return np.where(cand_idx >= 0, rank, -1).astype(np.int32)
 
 
-def _sort_candidates(idx: np.ndarray, score: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+def sort_candidates(idx: np.ndarray, score: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row: score desc, corpus row asc, pads (-1) last; first ``depth`` columns, padded if narrower."""
     q = idx.shape[0]
     key_s = np.where(idx >= 0, -score.astype(np.float64), np.inf)
@@ -201,7 +201,7 @@ def fuse_pools(members: Sequence[MemberLike], dataset: Dataset, depth: int, how:
         scale = 1.0 / len(ms) if how == "mean" else 1.0
         q_cat = np.concatenate([np.asarray(m.q_emb, dtype=np.float32)[q_rows] * np.float32(scale) for m in ms],
                                axis=1)  # [Q, sum(dim)]
-        d_cat = np.concatenate([np.concatenate([np.asarray(s, dtype=np.float32) for s in _as_shards(m.d_emb)])
+        d_cat = np.concatenate([np.concatenate([np.asarray(s, dtype=np.float32) for s in as_shards(m.d_emb)])
                                 for m in ms], axis=1)  # [n_docs, sum(dim)]
         k = depth + int(np.diff(pos_ptr).max())
         scores, idx = exact_search(q_cat, d_cat, k, progress=progress)
@@ -218,7 +218,7 @@ def fuse_pools(members: Sequence[MemberLike], dataset: Dataset, depth: int, how:
         qq, cc = np.nonzero(valid)
         fused = np.full(union.shape, np.nan, dtype=np.float32)
         fused[qq, cc] = _fused_scores(ms, q_rows[qq], union[qq, cc], how)
-        cand_idx, cand_score = _sort_candidates(union, fused, depth)
+        cand_idx, cand_score = sort_candidates(union, fused, depth)
         cand_rank = ranks_with_positives(cand_idx, cand_score, pos_ptr, pos_idx, pos_score)
         sizes = valid.sum(axis=1)
         meta["fusion"].update({"union_size_mean": round(float(sizes.mean()), 3), "union_size_max": int(sizes.max()),

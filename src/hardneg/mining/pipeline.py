@@ -23,7 +23,7 @@ from hardneg.mining.select import PoolExtras, apply_strategy
 from hardneg.mining.stats import mining_stats
 from hardneg.mining.strategy import Strategy, parse_strategy
 from hardneg.mining.treat import export_view, mined_rows
-from hardneg.mining.teachers import fusion_pool, member_specs, parse_teacher, teacher_fingerprint
+from hardneg.mining.teachers import TeacherRef, member_specs, parse_teacher, teacher_fingerprint
 from hardneg.search.spec import SearchSpec
 from hardneg.types import CandidatePool, Dataset
 
@@ -174,6 +174,21 @@ def get_pool(spec: EncoderSpec | str, dataset: Dataset, depth: int, cache_dir: P
     if folder is not None:
         save_pool(pool, folder)
     return pool
+
+
+def fusion_pool(ref: TeacherRef, base: EncoderSpec, dataset: Dataset, depth: int, cache_dir: Path | None, *,
+                progress: bool = True, timings=None) -> CandidatePool:
+    """Build a fusion teacher's pool from its members' (cached) pools and embeddings."""
+    from hardneg.mining.fusion import FusionMember, fuse_pools
+
+    members = []
+    for spec in member_specs(ref, base):
+        pool = get_pool(spec, dataset, depth, cache_dir, progress=progress, timings=timings)
+        enc = load_encoder(spec, cache_dir)
+        q = encode_cached(enc, dataset.queries.ids, dataset.queries.texts, "query", cache_dir, progress=progress)
+        d = encode_cached(enc, dataset.corpus.ids, dataset.corpus.encoding_texts, "doc", cache_dir, progress=progress)
+        members.append(FusionMember.from_embeddings(spec.model, q, d, pool=pool))
+    return fuse_pools(members, dataset, depth, how=ref.how, name=str(ref), progress=progress)
 
 
 def get_pools(spec: EncoderSpec, dataset: Dataset, depth: int, cache_dir: Path | None, *, progress: bool = True,

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hardneg.errors import HardnegError
-from hardneg.mining.fusion import _sort_candidates, ranks_with_positives
+from hardneg.mining.fusion import sort_candidates, ranks_with_positives
 from hardneg.types import CandidatePool, Dataset
 
 # (query text, doc text) pairs -> float scores [n]; higher = more relevant.
@@ -128,7 +128,7 @@ def rerank_pool(pool: CandidatePool, dataset: Dataset, scorer: PairTextScorer, *
     new = np.full(pool.cand_score.shape, np.nan, dtype=np.float32)
     new[qq, cc] = scores[:n_c]
     pos_score = scores[n_c:].astype(np.float32)
-    cand_idx, cand_score = _sort_candidates(pool.cand_idx.astype(np.int64), new, pool.depth)
+    cand_idx, cand_score = sort_candidates(pool.cand_idx.astype(np.int64), new, pool.depth)
     cand_rank = ranks_with_positives(cand_idx, cand_score, pool.pos_ptr, pool.pos_idx, pos_score)
     scorer_name = getattr(scorer, "name", "reranker")
     out = CandidatePool(teacher=name or f"{scorer_name}@{pool.teacher}", qids=pool.qids, cand_idx=cand_idx,

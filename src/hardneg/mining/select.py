@@ -125,7 +125,7 @@ def filter_mask(f, score: np.ndarray, valid: np.ndarray, pool: CandidatePool, ro
     raise TypeError(f"not a filter: {f!r}")
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
+def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser (uint64 arrays; wrap-around multiplication is intended)."""
     x = x + np.uint64(0x9E3779B97F4A7C15)
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -137,14 +137,14 @@ def row_keys(pool: CandidatePool, row_q: np.ndarray, row_pos: np.ndarray) -> np.
     """A 64-bit key per row from (qid, positive's corpus row): stable across runs and row orders."""
     qkeys = np.array([int.from_bytes(hashlib.blake2b(q.encode("utf-8"), digest_size=8).digest(), "little")
                       for q in pool.qids], dtype=np.uint64)
-    return _mix64(qkeys[row_q] ^ _mix64(pool.pos_idx[row_pos].astype(np.uint64)))
+    return mix64(qkeys[row_q] ^ mix64(pool.pos_idx[row_pos].astype(np.uint64)))
 
 
 def gumbel(seed: int, keys: np.ndarray, width: int) -> np.ndarray:
     """Deterministic standard Gumbel noise, float64 [R, width], a function of (seed, row key, column)."""
     with np.errstate(over="ignore"):
-        base = _mix64(keys ^ _mix64(np.full(keys.shape, seed & 0xFFFFFFFFFFFFFFFF, dtype=np.uint64)))
-        x = _mix64(base[:, None] + np.arange(width, dtype=np.uint64)[None, :])
+        base = mix64(keys ^ mix64(np.full(keys.shape, seed & 0xFFFFFFFFFFFFFFFF, dtype=np.uint64)))
+        x = mix64(base[:, None] + np.arange(width, dtype=np.uint64)[None, :])
     u = ((x >> np.uint64(11)).astype(np.float64) + 0.5) * (1.0 / (1 << 53))  # uniform in (0, 1)
     return -np.log(-np.log(u))
 

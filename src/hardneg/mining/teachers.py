@@ -14,11 +14,9 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hardneg.encode.cache import encode_cached
 from hardneg.encode.encoder import EncoderSpec, load_encoder
 from hardneg.errors import HardnegError
 from hardneg.io import stable_hash
-from hardneg.types import CandidatePool, Dataset
 
 _FUSION = re.compile(r"^fusion\((.*)\)$")
 
@@ -78,19 +76,3 @@ def teacher_fingerprint(base: EncoderSpec, cache_dir: Path | None) -> str:
         return load_encoder(base, cache_dir).fingerprint()
     fps = [load_encoder(s, cache_dir).fingerprint() for s in member_specs(ref, base)]
     return stable_hash({"kind": ref.kind, "how": ref.how, "members": fps}, n=32)
-
-
-def fusion_pool(ref: TeacherRef, base: EncoderSpec, dataset: Dataset, depth: int, cache_dir: Path | None, *,
-                progress: bool = True, timings=None) -> CandidatePool:
-    """Build a fusion teacher's pool from its members' (cached) pools and embeddings."""
-    from hardneg.mining.fusion import FusionMember, fuse_pools
-    from hardneg.mining.pipeline import get_pool
-
-    members = []
-    for spec in member_specs(ref, base):
-        pool = get_pool(spec, dataset, depth, cache_dir, progress=progress, timings=timings)
-        enc = load_encoder(spec, cache_dir)
-        q = encode_cached(enc, dataset.queries.ids, dataset.queries.texts, "query", cache_dir, progress=progress)
-        d = encode_cached(enc, dataset.corpus.ids, dataset.corpus.encoding_texts, "doc", cache_dir, progress=progress)
-        members.append(FusionMember.from_embeddings(spec.model, q, d, pool=pool))
-    return fuse_pools(members, dataset, depth, how=ref.how, name=str(ref), progress=progress)

@@ -5,16 +5,8 @@ See ``docs/scale.md`` for starting a cluster and pointing hardneg at it.
 """
 from __future__ import annotations
 
-from hardneg.scale.ray_mining import (
-    RAY_ADDRESS_ENV,
-    RayEncoder,
-    build_pool_ray,
-    encode_ray,
-    import_ray,
-    init_ray,
-    ray_search,
-    ray_search_fn,
-)
+from hardneg.scale.ray_mining import RayEncoder, build_pool_ray, encode_ray
+from hardneg.search.ray_backend import RAY_ADDRESS_ENV, import_ray, init_ray, ray_search, ray_search_fn
 
 __all__ = ["RAY_ADDRESS_ENV", "RayEncoder", "build_pool_ray", "encode_ray", "import_ray", "init_ray", "ray_search",
            "ray_search_fn"]

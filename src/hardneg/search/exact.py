@@ -27,7 +27,7 @@ FIRST_PASSES: tuple[str, ...] = ("fp32", "bf16")
 RESCORE_BLOCK = 64  # queries per fp32 rescoring chunk: [64, depth + margin, dim] gathered rows stay cache-sized
 
 
-def _as_shards(d_emb: DocShards) -> list[np.ndarray]:
+def as_shards(d_emb: DocShards) -> list[np.ndarray]:
     return [d_emb] if isinstance(d_emb, np.ndarray) else list(d_emb)
 
 
@@ -105,7 +105,7 @@ def exact_search(q_emb: np.ndarray, d_emb: DocShards, depth: int, *, query_block
     queries with a slot within the bf16 error of the cut; ``stats`` (a dict) receives the counts.
     Returns ``scores`` float32 [nq, k] and ``idx`` int64 [nq, k] with ``k = min(depth, nd)``.
     """
-    shards = _as_shards(d_emb)
+    shards = as_shards(d_emb)
     nd = sum(s.shape[0] for s in shards)
     nq = q_emb.shape[0]
     if depth < 1:
@@ -260,7 +260,7 @@ def _bf16_search(q_emb: np.ndarray, shards: list[np.ndarray], k: int, m: int, *,
 
 def score_pairs(q_emb: np.ndarray, d_emb: DocShards, q_rows: np.ndarray, d_rows: np.ndarray) -> np.ndarray:
     """Scores of given (query row, doc row) pairs, e.g. positives outside the top-k.  Returns float32 [n]."""
-    shards = _as_shards(d_emb)
+    shards = as_shards(d_emb)
     d_rows = np.asarray(d_rows, dtype=np.int64)
     if len(shards) == 1:
         docs = np.asarray(shards[0][np.sort(np.unique(d_rows))], dtype=np.float32) if d_rows.size else None

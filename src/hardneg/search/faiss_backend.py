@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hardneg.errors import HardnegError
-from hardneg.search import merge_topk, sort_topk
+from hardneg.search.merge import merge_topk, sort_topk
 
 IndexKind = Literal["flat", "ivf", "hnsw"]
 INDEXES: tuple[str, ...] = ("flat", "ivf", "hnsw")

@@ -279,7 +279,7 @@ def merge_lora(model: SentenceTransformer) -> None:
         p.requires_grad_(True)
 
 
-def _versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
     out = {}
     for dist in ("hardneg", "sentence-transformers", "transformers", "torch", "datasets", "accelerate", "peft",
                  "numpy"):
@@ -290,7 +290,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _loss_curve(log_history: list[dict[str, Any]]) -> dict[str, list[dict[str, float]]]:
+def loss_curve_of(log_history: list[dict[str, Any]]) -> dict[str, list[dict[str, float]]]:
     """Trainer log history -> {"train": [{step, loss, learning_rate, ...}], "eval": [{step, eval_loss}]}."""
     train_rows, eval_rows = [], []
     for rec in log_history:
@@ -335,7 +335,7 @@ def _plot(curve: dict[str, list[dict[str, float]]], path: Path) -> None:
     plt.close(fig)
 
 
-class _Trainer(SentenceTransformerTrainer):
+class EmbeddingTrainer(SentenceTransformerTrainer):
     """The sentence-transformers trainer without model-card tracking (no card is written; it embeds examples)."""
 
     def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
@@ -481,21 +481,21 @@ def fit(rows: Sequence[dict[str, Any]], cfg: TrainConfig, out_dir: Path, *, prog
             batch_sampler=BatchSamplers.NO_DUPLICATES if cfg.in_batch_negatives else BatchSamplers.BATCH_SAMPLER,
             eval_strategy="steps" if eval_prep is not None and cfg.eval_steps else "no",
             eval_steps=cfg.eval_steps if eval_prep is not None else None)
-        trainer = _Trainer(
+        trainer = EmbeddingTrainer(
             model=model, args=args, train_dataset=_dataset(prep, cfg),
             eval_dataset=_dataset(eval_prep, cfg) if eval_prep is not None else None,
             loss=loss, data_collator=collator)
         result, seconds = run_trainer(trainer, progress)
         if eval_prep is not None and not cfg.eval_steps:
             trainer.evaluate()
-        curve = _loss_curve(trainer.state.log_history)
+        curve = loss_curve_of(trainer.state.log_history)
         save_student(model, cfg, tmp, work)
         record = {
             "config": cfg.to_dict(),
             "student_path": student_path,
             "data": prep.stats(),
             "eval_data": eval_prep.stats() if eval_prep is not None else None,
-            "loss": {"class": type(loss).__name__, **_jsonable(loss.get_config_dict())},
+            "loss": {"class": type(loss).__name__, **jsonable(loss.get_config_dict())},
             "max_length": {"query": cfg.query_max_length, "document": cfg.doc_max_length,
                            "how": "tokenizer max_length per column (anchor=query, positive/negatives=document)"},
             "lora": lora_info,
@@ -503,12 +503,12 @@ def fit(rows: Sequence[dict[str, Any]], cfg: TrainConfig, out_dir: Path, *, prog
             "result": {"steps": int(trainer.state.global_step), "epochs": trainer.state.epoch,
                        "train_loss": result.training_loss, "train_seconds": round(seconds, 3),
                        "seconds_per_step": round(seconds / max(1, trainer.state.global_step), 3)},
-            "versions": _versions(),
+            "versions": library_versions(),
         }
         write_records(tmp, record, curve)
     return TrainResult(model=model, out_dir=out_dir, record=record, curve=curve)
 
 
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+def jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v if isinstance(v, (str, int, float, bool, type(None)))
                 else str(v)) for k, v in d.items()}
