@@ -87,3 +87,15 @@ def test_nothing_imports_the_cli_and_no_private_name_crosses_modules():
     private = [f"{m} imports {t}.{name}" for m, ts in found.items() for t, name in ts
                if name is not None and name.startswith("_") and t != m]
     assert not private, private
+
+
+def test_help_imports_no_torch():
+    """`hardneg --help` and `hardneg VERB --help` answer without importing torch (they took ~7 s when they did)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom hardneg import cli\nfor verb in ([], ['mine'], ['train'], ['run'], ['browse']):\n"
+            "    sys.argv = ['hardneg', *verb, '--help']\n    try:\n        cli.main()\n    except SystemExit:\n"
+            "        pass\nprint('torch' in sys.modules, 'sentence_transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False False"

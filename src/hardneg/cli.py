@@ -115,7 +115,7 @@ def mine(
         "--strategy", "-s", help='Strategy string, repeatable, e.g. "percpos(0.95)+topk(4)".')],
     split: Annotated[str, typer.Option(help="Qrels split to mine for.")] = "train",
     teacher: Annotated[list[str], typer.Option(
-        help="Teacher, repeatable (best first): an alias (minilm, mpnet, minilm-int8, hash), a folder, a hub id, or "
+        help="Teacher, repeatable (best first): an alias (minilm, mpnet, minilm-int8; hash is a test-only fake), a folder, a hub id, or "
              "fusion(a,b[,how=mean]) (sum of the members' scores). Several teachers: each gets its own pool and "
              "output folder, and ensemble strategies combine them.")] = ["minilm"],
     depth: Annotated[int, typer.Option(help="Candidates kept per query (positives excluded).")] = 100,
@@ -374,7 +374,7 @@ def calibrate(
 @app.command(help="Evaluate a model on a BEIR split with BEIR-exact metrics (pytrec_eval): nDCG@10, Recall@100, "
                   "MRR@10 and more. Exact search over the whole corpus.")
 def evaluate(
-    model: Annotated[str, typer.Option(help="Alias (minilm, mpnet, minilm-int8, hash), model folder or hub id.")],
+    model: Annotated[str, typer.Option(help="Alias (minilm, mpnet, minilm-int8; hash is a test-only fake), model folder or hub id.")],
     data: Annotated[str, typer.Option(help="BEIR folder or BEIR dataset name.")],
     split: Annotated[str, typer.Option(help="Qrels split; its qrels define the query set.")] = "test",
     out: Annotated[Optional[Path], typer.Option(help="Folder for metrics.json, per_query.json and run.trec.")] = None,
@@ -623,6 +623,46 @@ def browse(
                        removed=removed)
     console.print(f"wrote {res['out']}: {res['queries']:,} of {res['queries_total']:,} queries, {res['rows']:,} "
                   f"rows, {len(res['sets'])} mined sets, {res['bytes'] / 1e6:.1f} MB", markup=False)
+
+
+# Every verb's help ends with an example and the files it writes (kept here, beside each other, to stay uniform).
+EXAMPLES: dict[str, tuple[str, str]] = {
+    "mine": ("hardneg mine --data ../shared/data/scifact --teacher minilm -s 'percpos(0.95)+topk(4)' -s 'topk(4)' "
+             "--out mined/",
+             "OUT/<strategy>/mined.jsonl and stats.json (+ st/, st.jsonl, flag.jsonl, triplets.jsonl with --export), "
+             "OUT/mine_config.json, OUT/summary.json"),
+    "inject": ("hardneg inject --data ../shared/data/scifact --out scifact-r30 --rate 0.3",
+               "a BEIR folder at OUT with injected.json"),
+    "thin": ("hardneg thin --data ../shared/data/nfcorpus --out nfcorpus-k1 --keep 1",
+             "a BEIR folder at OUT with hidden.json"),
+    "diagnose": ("hardneg diagnose --data ../shared/data/scifact --out diag/ -s 'percpos(0.95)+topk(4)'",
+                 "OUT/diagnostics.json, diagnostics.md, scores-<teacher>.png"),
+    "audit": ("hardneg audit mined/topk-4 --data ../shared/data/scifact --out audit/ --fail-on labelled_positive",
+              "OUT/audit.jsonl, OUT/audit.json (+ a cleaned copy with --fix)"),
+    "calibrate": ("hardneg calibrate --data ../shared/data/scifact --teacher minilm --filter percpos --out calib/",
+                  "OUT/calibrate.md, .csv, .json, .png"),
+    "evaluate": ("hardneg evaluate --model minilm --data ../shared/data/scifact --split test --out eval/",
+                 "with --out: OUT/metrics.json, per_query.json, run.trec"),
+    "train": ("hardneg train --mined mined/percpos-0.95_topk-4/mined.jsonl --out model/ --bf16 auto",
+              "a sentence-transformers model folder at OUT with train_config.json and loss_curve.json/.png"),
+    "run": ("hardneg run configs/scifact.toml train.epochs=2",
+            "run.out/config.resolved.json, results.json, timings.json and run.out/stages/<kind>-<hash>/"),
+    "ablate": ("hardneg ablate configs/ablate-scifact.toml --strategy 'topk(4)' --seed 0",
+               "run.out/results.jsonl (one line per point), ablation.json, stages/"),
+    "report": ("hardneg report runs/ablate/results.jsonl --out report/",
+               "OUT/table.md, table.csv, best.md, mining.md, cost.md, fig*.png (+ teachers.md, sampling.md)"),
+    "fn-report": ("hardneg fn-report --rate 0=a/results.jsonl --rate 0.3=b/results.jsonl --out fn/",
+                  "OUT/table.md, table.csv, fig_rates.png"),
+    "recipe": ("hardneg recipe configs/nv-retriever-v1.toml stage1.max_steps=10",
+               "recipe.out/config.resolved.json, results.json and stages/"),
+    "browse": ("hardneg browse mined/ --out browse.html --data ../shared/data/scifact",
+               "one HTML file at OUT"),
+}
+for _info in app.registered_commands:
+    _name = _info.name or _info.callback.__name__.replace("_", "-")
+    if _name in EXAMPLES:
+        _ex, _writes = EXAMPLES[_name]
+        _info.help = (_info.help or "").split("\n\nExample:")[0] + f"\n\n\b\nExample:\n  {_ex}\n\nWrites: {_writes}."
 
 
 def _error(text: str) -> None:

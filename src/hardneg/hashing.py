@@ -35,3 +35,12 @@ def sha256_pairs(ids: Sequence[str], texts: Sequence[str]) -> str:
         update_field(h, i)
         update_field(h, t)
     return h.hexdigest()
+
+
+def h64(*parts: object) -> int:
+    """A 64-bit blake2b of the parts' strings, each length-prefixed: seeded, order-free keys (which pairs an
+    injection picks, which positives thinning keeps)."""
+    h = hashlib.blake2b(digest_size=8)
+    for p in parts:
+        update_field(h, str(p))
+    return int.from_bytes(h.digest(), "little")

@@ -31,7 +31,6 @@ Rules (see ``docs/false-negatives.md``):
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -45,6 +44,7 @@ from typing import Any
 from hardneg.data.beir import available_splits, load_beir, load_qrels
 from hardneg.data.jsonl import read_versioned_json
 from hardneg.errors import HardnegError
+from hardneg.hashing import h64
 from hardneg.io import (OUTPUT_MARKER, atomic_path, check_output, dumps_json, sha256_bytes, sha256_file,
                         write_json)
 from hardneg.types import Corpus, Dataset
@@ -59,16 +59,6 @@ _SENT_RE = re.compile(SENTENCE_SPLIT)
 
 
 # -- hashing ----------------------------------------------------------------------------------------------------
-
-def _h64(*parts: object) -> int:
-    """A 64-bit hash of the parts (each length-prefixed, so no separator can be forged)."""
-    h = hashlib.blake2b(digest_size=8)
-    for p in parts:
-        b = str(p).encode("utf-8")
-        h.update(len(b).to_bytes(8, "little"))
-        h.update(b)
-    return int.from_bytes(h.digest(), "little")
-
 
 # -- transforms -------------------------------------------------------------------------------------------------
 
@@ -87,7 +77,7 @@ def transform_doc(title: str, text: str, transform: str, *, seed: int = 0, key: 
         sents = split_sentences(text)
         if len(sents) < 2:
             return title, text
-        order = sorted(range(len(sents)), key=lambda i: (_h64("shuffle", seed, *key, i), i))
+        order = sorted(range(len(sents)), key=lambda i: (h64("shuffle", seed, *key, i), i))
         if order == list(range(len(sents))):
             order = order[1:] + order[:1]
         return title, " ".join(sents[i] for i in order)
@@ -239,7 +229,7 @@ def plan_injection(dataset: Dataset, *, rate: float, copies: int = 1,
     ts = _check_args(rate, copies, transforms, seed, dataset.split)
     pairs = [(q, d) for q in dataset.queries.ids for d in dataset.positives(q)]
     n_pick = math.floor(rate * len(pairs) + 0.5)
-    keyed = sorted(((_h64("pair", seed, q, d), q, d) for q, d in pairs))
+    keyed = sorted(((h64("pair", seed, q, d), q, d) for q, d in pairs))
     chosen = keyed[:n_pick]
     qids_of: dict[str, list[str]] = {}
     for q, d in pairs:  # qrels order within the dataset's query order
@@ -248,12 +238,12 @@ def plan_injection(dataset: Dataset, *, rate: float, copies: int = 1,
     used = set(taken_ids) | set(corpus.ids)
     out: list[tuple[InjectedDoc, str, str]] = []
     for _, q, d in chosen:
-        o = _h64("transform", seed, q, d) % len(ts)
+        o = h64("transform", seed, q, d) % len(ts)
         src_title, src_text = corpus.titles[row[d]], corpus.texts[row[d]]
         for j in range(copies):
             t = ts[(o + j) % len(ts)]
             title, text = transform_doc(src_title, src_text, t, seed=seed, key=(q, d, j))
-            base = f"inj-{_h64('id', seed, q, d, j):016x}"[:16]
+            base = f"inj-{h64('id', seed, q, d, j):016x}"[:16]
             new_id, k = base, 1
             while new_id in used:
                 k += 1

@@ -25,7 +25,6 @@ copies anyway. Mining (``hardneg.data.load.load_dataset``) sees the thinned qrel
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -35,22 +34,13 @@ from typing import Any
 from hardneg.data.beir import available_splits, load_beir, load_qrels
 from hardneg.data.jsonl import read_versioned_json
 from hardneg.errors import HardnegError
+from hardneg.hashing import h64
 from hardneg.io import OUTPUT_MARKER, atomic_path, check_output, dumps_json, sha256_file, write_json
 from hardneg.types import Dataset
 
 MANIFEST = "hidden.json"
 MANIFEST_FORMAT = 1
 ORDERS = ("grade", "random")
-
-
-def _h64(*parts: object) -> int:
-    """A 64-bit hash of the parts (each length-prefixed, so no separator can be forged)."""
-    h = hashlib.blake2b(digest_size=8)
-    for p in parts:
-        b = str(p).encode("utf-8")
-        h.update(len(b).to_bytes(8, "little"))
-        h.update(b)
-    return int.from_bytes(h.digest(), "little")
 
 
 # -- manifest ---------------------------------------------------------------------------------------------------
@@ -214,9 +204,9 @@ def plan_thinning(qrels: dict[str, dict[str, int]], *, keep: int, order: str = "
         if len(pos) <= keep:
             continue
         if order == "grade":
-            ranked = sorted(pos, key=lambda dg: (-dg[1], _h64("thin", seed, q, dg[0]), dg[0]))
+            ranked = sorted(pos, key=lambda dg: (-dg[1], h64("thin", seed, q, dg[0]), dg[0]))
         else:
-            ranked = sorted(pos, key=lambda dg: (_h64("thin", seed, q, dg[0]), dg[0]))
+            ranked = sorted(pos, key=lambda dg: (h64("thin", seed, q, dg[0]), dg[0]))
         hidden[q] = dict(ranked[keep:])
     return hidden
 

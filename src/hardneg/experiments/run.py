@@ -35,7 +35,7 @@ from hardneg.errors import HardnegError
 from hardneg.mining.pipeline import MineConfig, Timings, get_pools, mine_to_folder
 from hardneg.mining.select import apply_strategy
 from hardneg.mining.teachers import parse_teacher, teacher_fingerprint
-from hardneg.mining.trap import hidden_rates, trap_rates
+from hardneg.mining.trap import known_negative_rates
 from hardneg.train.trainer import train
 from hardneg.types import Dataset
 
@@ -134,12 +134,7 @@ def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
     # -- evaluate base and fine-tuned student on dev (selection) and test (report)
     res: dict = {"stages": {"mine": mine_dir.name, "train": train_dir.name}, "metrics": {}, "per_query": {},
                  "mining": read_json(mine_dir / strategy.slug / "stats.json")}
-    traps = trap_stats(cfg, ctx, strategy)
-    if traps is not None:
-        res["mining"]["traps"] = traps
-    hidden = hidden_stats(cfg, ctx, strategy)
-    if hidden is not None:
-        res["mining"]["hidden"] = hidden
+    res["mining"].update(known_negative_stats(cfg, ctx, strategy))
     for label, model in (("base", tcfg.student), ("finetuned", str(train_dir))):
         spec = EncoderSpec(model=model, query_prompt=tcfg.query_prompt, doc_prompt=tcfg.doc_prompt,
                            max_seq_length=cfg.evaluate.max_seq_length, batch_size=cfg.evaluate.batch_size,
@@ -168,31 +163,20 @@ def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
     return res
 
 
-def trap_stats(cfg: RunConfig, ctx: Context, strategy) -> dict | None:
-    """Trap rates (``hardneg.mining.trap``) of the strategy's negatives when the data is a ``hardneg inject`` copy
-    whose manifest is for the train split; None otherwise and for ensembles.
-
-    Replayed from the cached pool (milliseconds) rather than stored by the hashed mine stage, so every record
-    gets them, including records of mine stages written before this measurement was recorded.
-    """
-    manifest = manifest_for(cfg.data.path, cfg.data.train_split) if strategy.ensemble is None else None
+def known_negative_stats(cfg: RunConfig, ctx: Context, strategy) -> dict:
+    """``{"traps": ...}`` on a ``hardneg inject`` copy, ``{"hidden": ...}`` on a ``hardneg thin`` copy whose
+    manifest is for the train split (``hardneg.mining.trap.known_negative_rates``); ``{}`` otherwise and for
+    ensembles. Replayed from the cached pool (milliseconds) rather than stored by the hashed mine stage, so every
+    record gets them, including records of mine stages written before this measurement was recorded."""
+    if strategy.ensemble is not None:
+        return {}
+    manifest = manifest_for(cfg.data.path, cfg.data.train_split) or hidden_for(cfg.data.path, cfg.data.train_split)
     if manifest is None:
-        return None
+        return {}
     pools = get_pools(cfg.teacher, ctx.splits["train"], cfg.mine.depth, ctx.cache_dir, progress=False,
                       search=cfg.search)
-    return trap_rates(apply_strategy(pools[0], strategy.strategy, seed=cfg.mine.seed), ctx.splits["train"], manifest)
-
-
-def hidden_stats(cfg: RunConfig, ctx: Context, strategy) -> dict | None:
-    """Hidden-positive rates (``hardneg.mining.trap.hidden_rates``) of the strategy's negatives when the data is a
-    ``hardneg thin`` copy whose positives were thinned for the train split; None otherwise and for ensembles.
-    Replayed from the cached pool, like ``trap_stats``."""
-    hidden = hidden_for(cfg.data.path, cfg.data.train_split) if strategy.ensemble is None else None
-    if hidden is None:
-        return None
-    pools = get_pools(cfg.teacher, ctx.splits["train"], cfg.mine.depth, ctx.cache_dir, progress=False,
-                      search=cfg.search)
-    return hidden_rates(apply_strategy(pools[0], strategy.strategy, seed=cfg.mine.seed), ctx.splits["train"], hidden)
+    mined = apply_strategy(pools[0], strategy.strategy, seed=cfg.mine.seed)
+    return known_negative_rates(mined, ctx.splits["train"], manifest)
 
 
 def run_pipeline(cfg: RunConfig, *, progress: bool = True) -> dict:
