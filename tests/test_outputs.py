@@ -125,8 +125,15 @@ def test_output_inside_or_containing_an_input(tmp_path):
         check_output(tmp_path, "mine", inputs=[data])
     with pytest.raises(HardnegError, match="is the input"):
         check_output(data, "mine", inputs=[str(data)])
-    # a results file the report is written beside is allowed inside the output folder, but not as the output
+    # a results file the report is written beside is allowed inside the output folder, but not as the output;
+    # a folder holding only such read-only inputs counts as empty (the studies copy results, then report there)
     check_output(tmp_path / "rep", "report", beside=[tmp_path / "rep" / "results.jsonl"])
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "results.jsonl").write_text("{}")
+    check_output(tmp_path / "rep", "report", beside=[tmp_path / "rep" / "results.jsonl"])
+    (tmp_path / "rep" / "notes.txt").write_text("mine")
+    with pytest.raises(HardnegError, match="not written by hardneg"):
+        check_output(tmp_path / "rep", "report", beside=[tmp_path / "rep" / "results.jsonl"])
     assert check_output(tmp_path / "new", "mine", inputs=["minilm", None]) == tmp_path / "new"  # not paths
 
 

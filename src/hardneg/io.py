@@ -79,16 +79,18 @@ def output_owner(path: str | Path) -> str | None:
 
 def check_output(out: str | Path, verb: str, *, inputs: Iterable[str | Path | None] = (),
                  beside: Iterable[str | Path | None] = (), flag: str = "--out",
-                 legacy: Callable[[Path], bool] | None = None) -> Path:
+                 legacy: Callable[[Path], bool] | None = None, overwrite: bool = True) -> Path:
     """Refuse an output folder that hardneg may not write into (raises HardnegError; writes nothing).
 
     Refused: an existing file; a folder that is, contains or lies inside an input (dataset, model, mined file,
     cache: ``inputs``; ``beside`` are read-only inputs that may sit inside the output, like the results file a
     report is written next to); an existing non-empty folder without the marker of an earlier ``hardneg VERB``
     run. Accepted: a missing or empty folder, or an earlier output of the same verb (only hardneg's own file
-    names are then replaced; every other file stays); ``legacy`` recognises one written before markers existed.
+    names are then replaced; every other file stays; with ``overwrite=False`` it is refused too, as a dataset copy
+    is); ``legacy`` recognises one written before markers existed.
     """
     p = Path(out).expanduser()
+    beside = list(beside)
     if p.exists() and not p.is_dir():
         raise HardnegError("the output path is an existing file", where=p,
                            fix=f"pass a folder path for {flag}; hardneg never replaces a file it did not write")
@@ -102,7 +104,8 @@ def check_output(out: str | Path, verb: str, *, inputs: Iterable[str | Path | No
                 raise HardnegError(f"the output folder {rel} the input {x}", where=p,
                                    fix=f"choose a {flag} folder outside every input (dataset, model, mined file, "
                                        "cache)")
-    if p.is_dir() and any(p.iterdir()):
+    read_only = {Path(x).expanduser().resolve() for x in beside if x is not None}
+    if p.is_dir() and any(e.resolve() not in read_only for e in p.iterdir()):  # its own inputs alone: empty
         owner = output_owner(p)
         if owner is None and legacy is not None and legacy(p):
             owner = verb
@@ -113,6 +116,9 @@ def check_output(out: str | Path, verb: str, *, inputs: Iterable[str | Path | No
         if owner != verb:
             raise HardnegError(f"the output folder holds the output of `hardneg {owner}`", where=p,
                                fix=f"choose another {flag} folder for `hardneg {verb}`")
+        if not overwrite:
+            raise HardnegError(f"the output folder already holds the output of `hardneg {verb}`", where=p,
+                               fix="pass --overwrite to replace it, or choose a new folder")
     return p
 
 

@@ -210,15 +210,6 @@ def _check_args(rate: float, copies: int, transforms: Sequence[str], seed: int, 
     return ts
 
 
-def _check_dst(src: Path, dst: Path, overwrite: bool) -> None:
-    """The output rule of ``hardneg.io.check_output``; an earlier injection (it holds injected.json, with or
-    without hardneg's output marker) is replaced only with ``overwrite``."""
-    if dst.is_dir() and is_injected(dst) and not overwrite:
-        raise HardnegError("the output folder already holds an injected dataset", where=dst,
-                           fix="pass --overwrite to replace it, or choose a new folder")
-    check_output(dst, "inject", inputs=[src], legacy=is_injected)
-
-
 def plan_injection(dataset: Dataset, *, rate: float, copies: int = 1,
                    transforms: Sequence[str] = DEFAULT_TRANSFORMS, seed: int = 0,
                    taken_ids: frozenset[str] | set[str] = frozenset()) -> list[tuple[InjectedDoc, str, str]]:
@@ -271,7 +262,7 @@ def inject_false_negatives(src_folder: str | Path, dst_folder: str | Path, *, sp
     src, dst = Path(src_folder), Path(dst_folder)
     ts = _check_args(rate, copies, transforms, seed, split)
     dataset = load_beir(src, split)  # strict validation of the split; the other splits are parsed below
-    _check_dst(src, dst, overwrite)
+    check_output(dst, "inject", inputs=[src], legacy=is_injected, overwrite=overwrite)
     other: dict[str, dict[str, set[str]]] = {}  # split -> docid -> qids with it relevant
     for sp in available_splits(src):
         if sp == split:

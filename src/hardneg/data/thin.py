@@ -185,15 +185,6 @@ def _check_src(src: Path) -> None:
                            fix="thin the original dataset folder; hidden positives and injected traps do not mix")
 
 
-def _check_dst(src: Path, dst: Path, overwrite: bool) -> None:
-    """The output rule of ``hardneg.io.check_output``; an earlier thinned folder (it holds hidden.json, with or
-    without hardneg's output marker) is replaced only with ``overwrite``."""
-    if dst.is_dir() and is_thinned(dst) and not overwrite:
-        raise HardnegError("the output folder already holds a thinned dataset", where=dst,
-                           fix="pass --overwrite to replace it, or choose a new folder")
-    check_output(dst, "thin", inputs=[src], legacy=is_thinned)
-
-
 def plan_thinning(qrels: dict[str, dict[str, int]], *, keep: int, order: str = "grade",
                   seed: int = 0) -> dict[str, dict[str, int]]:
     """qid -> {docid: grade} of the positives to hide (queries with nothing hidden are left out); rules: module doc."""
@@ -233,7 +224,7 @@ def thin_dataset(src_folder: str | Path, dst_folder: str | Path, *, keep: int, o
     if src.is_dir():
         _check_src(src)
     dataset = load_beir(src, split)  # strict validation of the split (ids in corpus and queries)
-    _check_dst(src, dst, overwrite)
+    check_output(dst, "thin", inputs=[src], legacy=is_thinned, overwrite=overwrite)
     qrels_rel = f"qrels/{split}.tsv"
     _, where = load_qrels(src / qrels_rel, split=split)
     for sp in available_splits(src):  # the other splits must be readable too: they are copied as they are
