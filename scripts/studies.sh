@@ -20,7 +20,8 @@ if [ "${1:-}" = "report" ]; then
   pub fn-scifact-r60 false-negatives/r60
   pub ablate-nfcorpus-thin nfcorpus-thin
   pub ablate-nfcorpus-ref nfcorpus-ref
-  for d in scifact false-negatives/r30 false-negatives/r60 nfcorpus-thin nfcorpus-ref; do
+  pub ablate-scifact-bf16 scifact-bf16
+  for d in scifact false-negatives/r30 false-negatives/r60 nfcorpus-thin nfcorpus-ref scifact-bf16; do
     [ -f "reports/$d/results.jsonl" ] && $HN report "reports/$d/results.jsonl" --out "reports/$d" -q
   done
   rates=(--rate 0=reports/scifact/results.jsonl)
@@ -30,6 +31,17 @@ if [ "${1:-}" = "report" ]; then
   [ ${#rates[@]} -gt 2 ] && $HN fn-report "${rates[@]}" --out reports/false-negatives -q
   exit 0
 fi
+# A fresh machine has no ~/hardneg-runs: start each study from its committed results, so finished points are skipped
+# (the results folder gets hardneg's ablate marker, as if `hardneg ablate` had written it).
+seed() {
+  [ -f "$R/$1/results.jsonl" ] || [ ! -f "reports/$2/results.jsonl" ] && return 0
+  mkdir -p "$R/$1" && cp "reports/$2/results.jsonl" "reports/$2/ablation.json" "$R/$1/" &&
+    printf '{\n  "by": "hardneg",\n  "verb": "ablate"\n}\n' > "$R/$1/.hardneg-output.json"
+}
+seed ablate-scifact scifact
+seed fn-scifact-r30 false-negatives/r30
+seed fn-scifact-r60 false-negatives/r60
+seed ablate-scifact-bf16 scifact-bf16
 # Points are run in priority order (each slice resumes; later slices skip what earlier ones finished): the
 # false-negative study at seed 0 (rates 0.3, 0.6), the four strategies it shares with the main study at seeds 0
 # and 1 (rate 0), the false-negative study at seed 1, the teachers and ensembles at seed 0, the shared four at

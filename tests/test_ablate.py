@@ -123,3 +123,17 @@ def test_committed_study_configs_sharing_a_results_folder_share_one_recipe():
         first_name, first = cfgs[0]
         for name, recipe in cfgs[1:]:
             assert recipe == first, f"{name} and {first_name} both write {out} with different recipes"
+
+
+def test_committed_results_keep_their_point_keys():
+    """A new config section or option at its default must not change the key of a finished point (the studies
+    resume from the committed results: a changed key would rerun hours of grid)."""
+    from pathlib import Path
+
+    from hardneg.experiments.ablate import load_ablation, point_key
+
+    root = Path(__file__).resolve().parents[1]
+    for cfg, res in (("ablate-scifact.toml", "scifact"), ("fn-scifact-r30.toml", "false-negatives/r30")):
+        base, _ = load_ablation(root / "configs" / cfg)
+        recs = [json.loads(x) for x in (root / "reports" / res / "results.jsonl").read_text().splitlines()]
+        assert [r["key"] for r in recs] == [point_key(base, r["point"]) for r in recs]

@@ -164,8 +164,10 @@ class RunConfig:
     run: RunSection = field(default_factory=RunSection)
 
     def identity(self) -> dict[str, Any]:
-        """Per section, the settings that differ from their defaults (see ``nondefault``)."""
-        return {f.name: nondefault(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """Per section, the settings that differ from their defaults (see ``nondefault``). Sections added later
+        (``LATER_SECTIONS``) appear only when set, so results and stages keyed before they existed stay valid."""
+        out = {f.name: nondefault(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {k: v for k, v in out.items() if v or k not in LATER_SECTIONS}
 
     def to_dict(self) -> dict[str, Any]:
         out = {}
@@ -176,6 +178,7 @@ class RunConfig:
         return out
 
 
+LATER_SECTIONS = ("search",)  # added after results were keyed: absent from identity() while at their defaults
 _SECTIONS: dict[str, type] = {"data": DataSection, "teacher": EncoderSpec, "mine": MineSection,
                               "train": TrainConfig, "evaluate": EvalSection, "search": SearchSpec,
                               "run": RunSection}
