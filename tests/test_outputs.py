@@ -199,3 +199,25 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, capsys, monkeypatch):
 def test_quiet_prints_nothing_on_success(tmp_path, capsys):
     code, out, err = run_cli(_mine(write_beir(tmp_path / "data"), tmp_path / "out", tmp_path) + ["-q"], capsys)
     assert (code, out, err) == (0, "", "")
+
+
+def test_padded_export_negatives_carry_real_teacher_scores(tmp_path, capsys):
+    import numpy as np
+
+    from hardneg.data.beir import load_beir
+    from hardneg.encode.encoder import EncoderSpec, load_encoder
+
+    data = write_beir(tmp_path / "data")
+    out = tmp_path / "m"
+    code, _, err = run_cli(["mine", "--data", str(data), "--out", str(out), "-s", "abs(-1)+topk(2)", "--teacher",
+                            "hash", "--export", "flag", "--short", "pad", "--cache", str(tmp_path / "c"), "-q"], capsys)
+    assert code == 0, err
+    ds = load_beir(data, "train")
+    enc = load_encoder(EncoderSpec("hash"))
+    q = dict(zip(ds.queries.texts, enc.encode(list(ds.queries.texts), "query")))
+    d = dict(zip(ds.corpus.encoding_texts, enc.encode(list(ds.corpus.encoding_texts), "doc")))
+    rows = [json.loads(x) for x in (out / "abs--1.0_topk-2" / "flag.jsonl").read_text().splitlines()]
+    padded = [(r["query"], t, s) for r in rows for t, s, p in zip(r["neg"], r["neg_scores"], r["neg_pad"]) if p]
+    assert padded, "abs(-1) keeps nothing: every negative is padding"
+    for query, text, score in padded:  # the teacher's cosine, never null
+        assert score == pytest.approx(float(np.dot(q[query], d[text])), abs=1e-6)

@@ -20,6 +20,7 @@ from hardneg.encode.spec import KINDS, Encoder, Kind, check_texts, encoder_preci
 from hardneg.errors import HardnegError
 from hardneg.hashing import sha256_pairs
 from hardneg.io import ensure_dir, read_npy, sha256_file, stable_hash, write_json, write_npy
+from hardneg.types import Dataset
 
 log = logging.getLogger("hardneg")
 
@@ -52,6 +53,15 @@ class CacheEntry:
     def shard_paths(self) -> list[Path]:
         """Shard files in row order."""
         return [self.path / s["file"] for s in self.meta["shards"]]
+
+
+def dataset_embeddings(encoder: Encoder, dataset: Dataset, cache_dir: Path | None, *,
+                       progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A dataset's query embeddings [n_queries, dim] (dataset query order) and document embeddings [n_docs, dim]
+    (corpus row order, title + text), through the cache."""
+    q = encode_cached(encoder, dataset.queries.ids, dataset.queries.texts, "query", cache_dir, progress=progress)
+    d = encode_cached(encoder, dataset.corpus.ids, dataset.corpus.encoding_texts, "doc", cache_dir, progress=progress)
+    return q, d
 
 
 def encode_cached(encoder: Encoder, ids: Sequence[str], texts: Sequence[str], kind: Kind,

@@ -245,12 +245,10 @@ def _map_ids(inp: MinedInput, dataset: Dataset) -> tuple[int, int]:
 
 
 def _teacher_arrays(spec, dataset: Dataset, cache_dir: Path | None):
-    from hardneg.encode.cache import encode_cached
+    from hardneg.encode.cache import dataset_embeddings
     from hardneg.encode.encoder import load_encoder
 
-    enc = load_encoder(spec, cache_dir)
-    q = encode_cached(enc, dataset.queries.ids, dataset.queries.texts, "query", cache_dir, progress=False)
-    d = encode_cached(enc, dataset.corpus.ids, dataset.corpus.encoding_texts, "doc", cache_dir, progress=False)
+    q, d = dataset_embeddings(load_encoder(spec, cache_dir), dataset, cache_dir)
     dn = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
     return q, d, dn
 

@@ -123,15 +123,13 @@ def doc_embeddings(pool: CandidatePool, dataset: Dataset, cache_dir: Path | None
 def judge_scores(pool: CandidatePool, dataset: Dataset, teacher: str, cache_dir: Path | None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Another teacher's scores of the pool's candidates and positives: (float32 [Q, D] NaN pads, float32 [P])."""
-    from hardneg.encode.cache import encode_cached
+    from hardneg.encode.cache import dataset_embeddings
     from hardneg.encode.encoder import EncoderSpec, load_encoder
     from hardneg.search.exact import score_pairs
 
-    enc = load_encoder(EncoderSpec(model=teacher), cache_dir)
     qrow = dataset.queries.row
-    q_emb = encode_cached(enc, dataset.queries.ids, dataset.queries.texts, "query", cache_dir, progress=False)
+    q_emb, d_emb = dataset_embeddings(load_encoder(EncoderSpec(model=teacher), cache_dir), dataset, cache_dir)
     q_emb = q_emb[np.asarray([qrow[q] for q in pool.qids], dtype=np.int64)]  # [Q, dim]
-    d_emb = encode_cached(enc, dataset.corpus.ids, dataset.corpus.encoding_texts, "doc", cache_dir, progress=False)
     q, d = pool.cand_idx.shape
     valid = pool.cand_idx >= 0
     qq = np.repeat(np.arange(q), d)[valid.ravel()]

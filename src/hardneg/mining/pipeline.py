@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardneg.encode.cache import encode_cached
+from hardneg.encode.cache import dataset_embeddings
 from hardneg.encode.encoder import EncoderSpec, encoder_precision, load_encoder
 from hardneg.errors import HardnegError
 from hardneg.io import atomic_path, ensure_dir, stable_hash, write_json, write_jsonl
@@ -24,6 +24,7 @@ from hardneg.mining.stats import mining_stats
 from hardneg.mining.strategy import Strategy, parse_strategy
 from hardneg.mining.treat import export_view, mined_rows
 from hardneg.mining.teachers import TeacherRef, member_specs, parse_teacher, teacher_fingerprint
+from hardneg.search.exact import score_pairs
 from hardneg.search.spec import SearchSpec
 from hardneg.types import CandidatePool, Dataset
 
@@ -158,10 +159,7 @@ def get_pool(spec: EncoderSpec | str, dataset: Dataset, depth: int, cache_dir: P
         timings.add("fusion", t0)
     else:
         t0 = time.perf_counter()
-        q_emb = encode_cached(encoder, dataset.queries.ids, dataset.queries.texts, "query", cache_dir,
-                              progress=progress)
-        d_emb = encode_cached(encoder, dataset.corpus.ids, dataset.corpus.encoding_texts, "doc", cache_dir,
-                              progress=progress)
+        q_emb, d_emb = dataset_embeddings(encoder, dataset, cache_dir, progress=progress)
         timings.add("encode", t0)
         t0 = time.perf_counter()
         fn = None if search is None or search.identity() is None else search.search_fn(progress=progress)
@@ -185,8 +183,7 @@ def fusion_pool(ref: TeacherRef, base: EncoderSpec, dataset: Dataset, depth: int
     for spec in member_specs(ref, base):
         pool = get_pool(spec, dataset, depth, cache_dir, progress=progress, timings=timings)
         enc = load_encoder(spec, cache_dir)
-        q = encode_cached(enc, dataset.queries.ids, dataset.queries.texts, "query", cache_dir, progress=progress)
-        d = encode_cached(enc, dataset.corpus.ids, dataset.corpus.encoding_texts, "doc", cache_dir, progress=progress)
+        q, d = dataset_embeddings(enc, dataset, cache_dir, progress=progress)
         members.append(FusionMember.from_embeddings(spec.model, q, d, pool=pool))
     return fuse_pools(members, dataset, depth, how=ref.how, name=str(ref), progress=progress)
 
@@ -220,12 +217,8 @@ def teacher_scorer(spec: EncoderSpec, dataset: Dataset, cache_dir: Path | None) 
 
     def score(q_rows: np.ndarray, d_rows: np.ndarray) -> np.ndarray:
         if not embs:
-            enc = load_encoder(spec, cache_dir)
-            embs.append(encode_cached(enc, dataset.queries.ids, dataset.queries.texts, "query", cache_dir,
-                                      progress=False))
-            embs.append(encode_cached(enc, dataset.corpus.ids, dataset.corpus.encoding_texts, "doc", cache_dir,
-                                      progress=False))
-        return np.einsum("md,md->m", embs[0][q_rows], embs[1][d_rows])  # [m]
+            embs.extend(dataset_embeddings(load_encoder(spec, cache_dir), dataset, cache_dir))
+        return score_pairs(embs[0], embs[1], q_rows, d_rows)  # [m], as the pool scores its positives
 
     return score
 
