@@ -1,8 +1,9 @@
-"""Add trap rates to results.jsonl records written before `hardneg ablate` recorded them (2026-11-27).
+"""Add known-negative rates (trap rates on `hardneg inject` data, hidden-positive rates on `hardneg thin` data) to
+results.jsonl records written before `hardneg ablate` recorded them (2026-11-27).
 
     .venv/bin/python scripts/backfill_traps.py configs/fn-scifact-r30.toml
 
-Each record lacking ``mining.traps`` gets ``hardneg.experiments.run.trap_stats`` of its point (the strategy
+Each record lacking them gets ``hardneg.experiments.run.known_negative_stats`` of its point (the strategy
 replayed from the cached pool: no encoding, no training); the file is rewritten atomically. Run it only while no
 `hardneg ablate` of the same config is appending to the file.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from hardneg.encode.models import default_cache_dir
 from hardneg.experiments.ablate import load_ablation, point_config
-from hardneg.experiments.run import Context, load_splits, trap_stats
+from hardneg.experiments.run import Context, known_negative_stats, load_splits
 from hardneg.io import write_text
 
 
@@ -26,14 +27,14 @@ def main(config: str) -> None:
     records = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
     added = 0
     for r in records:
-        if "traps" not in r["mining"]:
+        if "traps" not in r["mining"] and "hidden" not in r["mining"]:
             cfg = point_config(base, r["point"])
-            traps = trap_stats(cfg, ctx, cfg.mine.parsed)
-            if traps is not None:
-                r["mining"]["traps"] = traps
+            stats = known_negative_stats(cfg, ctx, cfg.mine.parsed)
+            if stats:
+                r["mining"].update(stats)
                 added += 1
     write_text(results, "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in records))
-    print(f"{results}: trap rates added to {added} of {len(records)} records")
+    print(f"{results}: known-negative rates added to {added} of {len(records)} records")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,10 @@ if [ "${1:-}" = "report" ]; then
   pub fn-scifact-r30 false-negatives/r30
   pub fn-scifact-r60 false-negatives/r60
   pub ablate-nfcorpus-thin nfcorpus-thin
+  pub ablate-nfcorpus-thin-remine nfcorpus-thin/remine
   pub ablate-nfcorpus-ref nfcorpus-ref
   pub ablate-scifact-bf16 scifact-bf16
-  for d in scifact false-negatives/r30 false-negatives/r60 nfcorpus-thin nfcorpus-ref scifact-bf16; do
+  for d in scifact false-negatives/r30 false-negatives/r60 nfcorpus-thin nfcorpus-thin/remine nfcorpus-ref scifact-bf16; do
     [ -f "reports/$d/results.jsonl" ] && $HN report "reports/$d/results.jsonl" --out "reports/$d" -q
   done
   rates=(--rate 0=reports/scifact/results.jsonl)
@@ -42,6 +43,8 @@ seed ablate-scifact scifact
 seed fn-scifact-r30 false-negatives/r30
 seed fn-scifact-r60 false-negatives/r60
 seed ablate-scifact-bf16 scifact-bf16
+seed ablate-nfcorpus-thin nfcorpus-thin
+seed ablate-nfcorpus-thin-remine nfcorpus-thin/remine
 # Points are run in priority order (each slice resumes; later slices skip what earlier ones finished): the
 # false-negative study at seed 0 (rates 0.3, 0.6), the four strategies it shares with the main study at seeds 0
 # and 1 (rate 0), the false-negative study at seed 1, the teachers and ensembles at seed 0, the shared four at
@@ -55,7 +58,33 @@ ab() { nice -n 5 $HN ablate "$@" >> "$R/$(basename "$1" .toml).log" 2>&1; }
 # are skipped).
 [ -d "$R/data/nfcorpus-k1" ] || $HN thin --data ../shared/data/nfcorpus --out "$R/data/nfcorpus-k1" --keep 1 -q
 ab configs/ablate-nfcorpus-thin.toml --seed 0
+ab configs/ablate-nfcorpus-thin.toml --strategy "topk(4)" --strategy "percpos(0.95)+topk(4)"
 ab configs/ablate-nfcorpus-thin.toml
+# One re-mining round for naive and the filter: the student a round-1 point fine-tuned becomes the teacher (its
+# stage folder, linked as ~/hardneg-runs/remine/<strategy>-s<seed>), mines again with the same strategy, and a fresh
+# MiniLM trains on that. Results: ~/hardneg-runs/ablate-nfcorpus-thin-remine (teacher column = the link).
+student_of() {  # the train stage folder of (results folder, strategy, seed), or nothing
+  .venv/bin/python - "$@" <<'PY'
+import json, sys
+from pathlib import Path
+from hardneg.mining.strategy import parse_strategy
+out, want, seed = Path(sys.argv[1]).expanduser(), str(parse_strategy(sys.argv[2])), int(sys.argv[3])
+for line in (out / "results.jsonl").read_text().splitlines() if (out / "results.jsonl").is_file() else []:
+    r = json.loads(line)
+    if r["point"]["strategy"] == want and r["point"]["seed"] == seed and (out / "stages" / r["stages"]["train"]).is_dir():
+        print(out / "stages" / r["stages"]["train"])
+        break
+PY
+}
+mkdir -p "$R/remine"
+for seed in 0 1 2; do
+  for s in "topk(4)" "percpos(0.95)+topk(4)"; do
+    d=$(student_of "$R/ablate-nfcorpus-thin" "$s" $seed); [ -n "$d" ] || continue
+    link="$R/remine/$(echo "$s" | tr -c 'a-z0-9.\n' '-' | sed 's/-*$//')-s$seed"; ln -sfn "$d" "$link"
+    nice -n 5 $HN ablate configs/ablate-nfcorpus-thin.toml "grid.teachers=\"$link\"" "grid.strategies=\"$s\"" \
+      "grid.seeds=$seed" "run.out=\"$R/ablate-nfcorpus-thin-remine\"" >> "$R/ablate-nfcorpus-thin-remine.log" 2>&1
+  done
+done
 ab configs/ablate-nfcorpus-ref.toml --seed 0
 ab configs/ablate-nfcorpus-ref.toml
 for r in 30 60; do

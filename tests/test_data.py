@@ -85,3 +85,31 @@ def test_overlong_line_is_refused_without_reading_it_all(tmp_path, monkeypatch):
     monkeypatch.setattr(jl, "MAX_LINE_BYTES", 1024)
     with pytest.raises(HardnegError, match=r"corpus.jsonl:9: line is longer than"):
         load_beir(folder, "train")
+
+
+def test_dataset_carries_its_source(tmp_path):
+    """A loaded dataset says where it came from (kind, the --data argument, the resolved path, its manifest);
+    parts of it keep the parent's source, and the source takes no part in equality (cache keys hash contents)."""
+    from dataclasses import replace
+
+    from conftest import write_beir
+    from hardneg.data.load import load_dataset
+    from hardneg.data.splits import carve_dev
+    from hardneg.data.thin import thin_dataset
+    from hardneg.types import DataSource
+
+    src = write_beir(tmp_path / "tiny")
+    ds = load_dataset(src, "train")
+    assert ds.source == DataSource("beir", str(src), str(src), None)
+    train, dev = carve_dev(ds, 0.5, 0)
+    assert train.source == dev.source == ds.source
+    assert replace(ds, source=None) == ds  # not part of equality
+
+    thin_dataset(src, tmp_path / "k1", keep=1)
+    assert load_dataset(tmp_path / "k1", "train").source.manifest == "hidden.json"
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"query": "a cat", "pos": ["cats purr"]}\n')
+    p = load_dataset(pairs, "train").source
+    assert (p.kind, p.path, p.manifest) == ("pairs-jsonl", str(pairs), None)
+    assert p.to_dict() == {"kind": "pairs-jsonl", "descriptor": str(pairs), "path": str(pairs), "manifest": None}

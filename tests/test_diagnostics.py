@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from hardneg.mining.candidates import build_pool, positive_rows
-from hardneg.mining.diagnostics import (choose_hidden, hidden_positive_probe, jaccard_rows,
-                                        near_duplicate_query_negatives, normalize_text, probe_pool,
-                                        run_diagnostics, score_distributions, teacher_overlap, write_diagnostics)
+from hardneg.mining.diagnostics import (jaccard_rows, near_duplicate_query_negatives, normalize_text,
+                                        score_distributions, teacher_overlap)
+from hardneg.mining.probe import choose_hidden, hidden_positive_probe, probe_pool
 from hardneg.mining.fusion import ranks_with_positives
 from hardneg.mining.select import apply_strategy
 from hardneg.mining.strategy import parse_strategy
+from hardneg.report.diagnostics import run_diagnostics, write_diagnostics
 from hardneg.types import CandidatePool, Corpus, Dataset, Queries
 from hardneg.testing import make_pool
 

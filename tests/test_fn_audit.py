@@ -10,7 +10,8 @@ import pytest
 from conftest import DOCS, QRELS, QUERIES, write_beir
 from hardneg.errors import HardnegError
 from hardneg.io import claim_output
-from hardneg.mining.audit import read_mined_any, run_audit
+from hardneg.mining.audit import run_audit
+from hardneg.mining.formats import read_mined_any
 
 # d9 is d3 ("Cat food" / "cats eat fish and cat food") with other case and punctuation: same normalised text.
 D9 = ("d9", "CAT FOOD", "Cats eat fish, and cat food!")

@@ -192,18 +192,19 @@ def _train_cfg(student: Path, **kw):
 
 def test_lora_trains_only_adapters_and_the_merged_folder_round_trips(student, root, monkeypatch):
     import hardneg.llm.recipe as recipe
+    import hardneg.llm.stage as stage
     from hardneg.encode.encoder import EncoderSpec, load_encoder
     from sentence_transformers import SentenceTransformer
 
     seen: dict[str, list[str]] = {}
-    real_add = recipe._add_lora
+    real_add = stage.add_decoder_lora
 
     def spy(model, cfg):
         info = real_add(model, cfg)
         seen["trainable"] = [n for n, p in model.named_parameters() if p.requires_grad]
         return info
 
-    monkeypatch.setattr(recipe, "_add_lora", spy)
+    monkeypatch.setattr(stage, "add_decoder_lora", spy)
     before = {k: v.clone() for k, v in SentenceTransformer(str(student)).transformers_model.state_dict().items()}
     data = [recipe.StageData("scifact", "retrieval", _rows(12, 2, 1, "a"), INSTRUCTION)]
     res = recipe.fit_stage(data, _train_cfg(student), recipe.LLMTrainExtras(), root / "lora", progress=False)
@@ -276,15 +277,15 @@ def test_sources_get_their_own_batch_sampler():
     from datasets import Dataset, DatasetInfo
     from sentence_transformers.base.sampler import DefaultBatchSampler, NoDuplicatesBatchSampler
 
-    from hardneg.llm.recipe import _kind_batch_sampler
+    from hardneg.llm.recipe import kind_batch_sampler
 
     cols = {"anchor": ["a", "b"], "positive": ["c", "d"]}
     kw = dict(batch_size=2, drop_last=False, valid_label_columns=None, generator=torch.Generator(), seed=0)
     retrieval = Dataset.from_dict(cols, info=DatasetInfo(description="hardneg:retrieval"))
     other = Dataset.from_dict(cols, info=DatasetInfo(description="hardneg:classification"))
-    assert isinstance(_kind_batch_sampler(True)(retrieval, **kw), NoDuplicatesBatchSampler)
-    assert not isinstance(_kind_batch_sampler(True)(other, **kw), NoDuplicatesBatchSampler)
-    assert isinstance(_kind_batch_sampler(False)(retrieval, **kw), DefaultBatchSampler)
+    assert isinstance(kind_batch_sampler(True)(retrieval, **kw), NoDuplicatesBatchSampler)
+    assert not isinstance(kind_batch_sampler(True)(other, **kw), NoDuplicatesBatchSampler)
+    assert isinstance(kind_batch_sampler(False)(retrieval, **kw), DefaultBatchSampler)
 
 
 def test_data_source_names_and_instructions():

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import run_cli
 from hardneg.errors import HardnegError
-from hardneg.report_rates import parse_rate_args, summarise_rates
+from hardneg.report.rates import parse_rate_args, summarise_rates
 
 QIDS = [f"q{i}" for i in range(12)]
 

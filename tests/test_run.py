@@ -83,3 +83,41 @@ def test_run_with_a_fusion_teacher_and_with_an_ensemble(setup, capsys):
     code, _, err = run_cli(["run", str(cfg), "-q", "teacher.model=hash|hash:32", "mine.strategy=topk(2)",
                             f"run.out={root / 'out-bad'}"], capsys)
     assert code == 2 and "has no ensemble" in err
+
+
+def test_a_hashed_stage_is_built_once_atomically_and_keyed_by_its_spec(tmp_path):
+    """experiments.stages: run, ablate and the LLM recipe share it; the folder name is the historical
+    ``<kind>-<stable_hash(spec)>``, so finished stages of earlier versions are found again."""
+    from hardneg.experiments.stages import ensure_stage, stage_dir
+    from hardneg.io import stable_hash
+
+    spec = {"teacher": "t", "depth": 10}
+    assert stage_dir(tmp_path, "mine", spec) == tmp_path / "stages" / f"mine-{stable_hash(spec)}"
+    calls: list[str] = []
+
+    def build(folder):
+        calls.append(folder.name)
+        (folder / "spec.json").write_text("{}")
+
+    timings: dict[str, float] = {}
+    first = ensure_stage(tmp_path, "mine", spec, build, timings=timings)
+    assert first.ran and first.dir == stage_dir(tmp_path, "mine", spec) and (first.dir / "spec.json").is_file()
+    assert calls[0] != first.name and "mine" in timings  # built in a temporary sibling, then renamed
+    again = ensure_stage(tmp_path, "mine", spec, build)
+    assert not again.ran and again.dir == first.dir and len(calls) == 1
+
+    def boom(folder):
+        (folder / "half.json").write_text("{}")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        ensure_stage(tmp_path, "mine", {"other": 1}, boom)
+    assert sorted(p.name for p in (tmp_path / "stages").iterdir()) == [first.name]  # nothing half-written
+
+    # marker: a folder that exists without its marker file is not finished (the builder writes it itself)
+    folder = stage_dir(tmp_path, "base", spec)
+    folder.mkdir(parents=True)
+    built = ensure_stage(tmp_path, "base", spec, lambda d: (d / "modules.json").write_text("[]"),
+                         marker="modules.json", atomic=False, timings=timings, timing_key="base")
+    assert built.ran and (folder / "modules.json").is_file() and "base" in timings
+    assert not ensure_stage(tmp_path, "base", spec, boom, marker="modules.json", atomic=False).ran

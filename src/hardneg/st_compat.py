@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hardneg.errors import HardnegError
-from hardneg.types import CandidatePool, Corpus, Dataset, Queries
+from hardneg.types import CandidatePool, Corpus, DataSource, Dataset, Queries
 
 log = logging.getLogger("hardneg")
 
@@ -83,7 +83,7 @@ def pairs_dataset(anchors: Sequence[str], positives: Sequence[str], corpus: Sequ
     for a, p in zip(anchors, positives):
         qrels.setdefault(qid_of[a], {})[text_id(p)] = 1
     return Dataset(name="pairs", split="train", corpus=Corpus(ids, ("",) * len(ids), tuple(texts)),
-                   queries=Queries(qids, tuple(qtexts)), qrels=qrels)
+                   queries=Queries(qids, tuple(qtexts)), qrels=qrels, source=DataSource("memory", "datasets.Dataset"))
 
 
 def _columns(dataset: Any, anchor: str | None, positive: str | None) -> tuple[str, str]:

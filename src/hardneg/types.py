@@ -66,15 +66,41 @@ class Queries:
         return Queries(tuple(ids), tuple(self.texts[self.row[q]] for q in ids))
 
 
+MANIFESTS = ("injected.json", "hidden.json")  # written by `hardneg inject` / `hardneg thin` into a BEIR folder
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a dataset was loaded from: what outputs record, and where a manifest of known false negatives lives.
+
+    ``kind``: ``beir`` (a folder), ``beir-name`` (a BEIR dataset fetched into the cache), ``pairs-jsonl``,
+    ``hf`` (a Hugging Face pairs dataset) or ``memory`` (built in Python, e.g. from a ``datasets.Dataset``).
+    ``descriptor``: the ``--data`` argument as given; ``path``: the resolved folder or file ("" for memory/hf);
+    ``manifest``: ``injected.json`` or ``hidden.json`` when the folder holds one, else None.
+    """
+
+    kind: str
+    descriptor: str
+    path: str = ""
+    manifest: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"kind": self.kind, "descriptor": self.descriptor, "path": self.path, "manifest": self.manifest}
+
+
 @dataclass(frozen=True)
 class Dataset:
-    """One split of a retrieval dataset: the queries that have qrels in this split, and the whole corpus."""
+    """One split of a retrieval dataset: the queries that have qrels in this split, and the whole corpus.
+
+    ``source`` says where it came from (``DataSource``); it takes no part in equality or in any cache key (those
+    hash the contents), and parts of a dataset (a carved dev, a stripped copy) keep their parent's source."""
 
     name: str
     split: str
     corpus: Corpus
     queries: Queries          # only the split's queries, in first-appearance order of the qrels file
     qrels: Qrels = field(repr=False)
+    source: DataSource | None = field(default=None, compare=False, repr=False)
 
     def positives(self, qid: str) -> list[str]:
         """Docids with relevance > 0 for ``qid``, in qrels file order."""

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from hardneg.data.jsonl import BOM, field_str, iter_jsonl, require_file
 from hardneg.errors import HardnegError
-from hardneg.types import Corpus, Dataset, Qrels, Queries
+from hardneg.types import MANIFESTS, Corpus, DataSource, Dataset, Qrels, Queries
 
 
 def load_corpus(path: str | Path) -> Corpus:
@@ -126,8 +127,10 @@ def load_qrels(path: str | Path, *, split: str | None = None) -> tuple[Qrels, di
     return qrels, where
 
 
-def load_beir(folder: str | Path, split: str, *, name: str | None = None) -> Dataset:
-    """Load one split of a BEIR folder; every qrels id must exist in the corpus and the queries."""
+def load_beir(folder: str | Path, split: str, *, name: str | None = None,
+              source: DataSource | None = None) -> Dataset:
+    """Load one split of a BEIR folder; every qrels id must exist in the corpus and the queries. ``source``:
+    where it came from (default: this folder, with its manifest if it holds one)."""
     folder = Path(folder)
     if not folder.exists():
         raise HardnegError("data folder not found", where=folder,
@@ -148,5 +151,8 @@ def load_beir(folder: str | Path, split: str, *, name: str | None = None) -> Dat
             raise HardnegError(f'document id "{did}" is not in corpus.jsonl', where=qrels_path, line=lineno,
                                fix="add the document to corpus.jsonl or remove the qrels row")
     split_ids = [q for q in queries.ids if q in qrels]  # queries.jsonl order: stable
+    if source is None:
+        source = DataSource("beir", str(folder), str(folder))
+    manifest = next((m for m in MANIFESTS if (folder / m).is_file()), None)
     return Dataset(name=name or folder.name, split=split, corpus=corpus, queries=queries.subset(split_ids),
-                   qrels={q: qrels[q] for q in split_ids})
+                   qrels={q: qrels[q] for q in split_ids}, source=replace(source, manifest=manifest))

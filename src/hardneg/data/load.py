@@ -5,7 +5,7 @@ from pathlib import Path
 
 from hardneg.data.beir import load_beir
 from hardneg.errors import HardnegError
-from hardneg.types import Dataset
+from hardneg.types import DataSource, Dataset
 
 
 def load_dataset(data: str | Path, split: str, *, cache_dir: Path | None = None,
@@ -24,11 +24,12 @@ def load_dataset(data: str | Path, split: str, *, cache_dir: Path | None = None,
                                fix='pass a BEIR folder, or a .jsonl with {"query": ..., "pos": [...]} per line')
         return load_pairs_jsonl(p, corpus)
     if p.exists():
-        return load_beir(p, split)
+        return load_beir(p, split, source=DataSource("beir", str(data), str(p)))
     from hardneg.data.download import BEIR_NAMES, fetch_beir
 
     if str(data) in BEIR_NAMES:
-        return load_beir(fetch_beir(str(data), cache_dir=cache_dir), split, name=str(data))
+        folder = fetch_beir(str(data), cache_dir=cache_dir)
+        return load_beir(folder, split, name=str(data), source=DataSource("beir-name", str(data), str(folder)))
     raise HardnegError("data folder not found", where=p,
                        fix="pass a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a BEIR dataset name "
                            "such as scifact")

@@ -8,13 +8,14 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
 from hardneg.data.beir import load_corpus
 from hardneg.data.jsonl import field_str, iter_jsonl, require_file
 from hardneg.errors import HardnegError
-from hardneg.types import Corpus, Dataset, Qrels, Queries
+from hardneg.types import Corpus, DataSource, Dataset, Qrels, Queries
 
 
 def text_id(text: str) -> str:
@@ -86,7 +87,8 @@ def load_pairs_jsonl(path: str | Path, corpus_path: str | Path | None = None) ->
     """Read a JSONL of training pairs (see the module docstring)."""
     path = require_file(path, "pairs file", 'pass a JSONL with one {"query": ..., "pos": [...]} per line')
     corpus = load_corpus(corpus_path) if corpus_path is not None else None
-    return pairs_to_dataset(iter_jsonl(path), name=path.stem, where=path, corpus=corpus)
+    ds = pairs_to_dataset(iter_jsonl(path), name=path.stem, where=path, corpus=corpus)
+    return replace(ds, source=DataSource("pairs-jsonl", str(path), str(path)))
 
 
 def load_pairs_hf(spec: str, corpus_path: str | Path | None = None) -> Dataset:
@@ -125,5 +127,6 @@ def load_pairs_hf(spec: str, corpus_path: str | Path | None = None) -> Dataset:
                 negs.extend(v if isinstance(v, list) else [v])
             yield i + 1, {"query": row[qcol], "pos": row[pcol], "neg": negs}
 
-    return pairs_to_dataset(records(), name=Path(name).name, where=spec,
-                            corpus=load_corpus(corpus_path) if corpus_path else None)
+    out = pairs_to_dataset(records(), name=Path(name).name, where=spec,
+                           corpus=load_corpus(corpus_path) if corpus_path else None)
+    return replace(out, source=DataSource("hf", spec, name if Path(name).is_dir() else ""))

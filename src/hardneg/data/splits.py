@@ -32,5 +32,6 @@ def carve_dev(train: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, 
     keep = [q for q in qids if q not in dev]
     dev_ids = [q for q in qids if q in dev]
     return (Dataset(train.name, f"{train.split}{CARVED_SUFFIX}", train.corpus, train.queries.subset(keep),
-                    {q: train.qrels[q] for q in keep}),
-            Dataset(train.name, "dev", train.corpus, train.queries.subset(dev_ids), {q: train.qrels[q] for q in dev_ids}))
+                    {q: train.qrels[q] for q in keep}, train.source),
+            Dataset(train.name, "dev", train.corpus, train.queries.subset(dev_ids), {q: train.qrels[q] for q in dev_ids},
+                    train.source))

@@ -25,20 +25,22 @@ from typing import Any
 
 from hardneg.encode.models import default_cache_dir
 from hardneg.errors import HardnegError
-from hardneg.experiments.config import RunConfig, config_from_dict, read_toml
+from hardneg.experiments.config import RunConfig, config_from_dict
 from hardneg.experiments.run import Context, execute, load_splits, run_inputs
 from hardneg.io import claim_output, read_json, stable_hash, write_json
 from hardneg.mining.pipeline import parse_plan
+from hardneg.options import MISSING, opt, parse_override, read_config
 
 log = logging.getLogger("hardneg")
 
 
 @dataclass(frozen=True)
 class Grid:
-    strategies: tuple[str, ...]
-    teachers: tuple[str, ...]
-    students: tuple[str, ...]
-    seeds: tuple[int, ...]
+    strategies: tuple[str, ...] = opt(MISSING, "Strategies of the grid (canonical forms must differ).")
+    teachers: tuple[str, ...] = opt(MISSING, "Teacher models [default: [teacher].model]; [teacher] gives the "
+                                             "other encoder settings.")
+    students: tuple[str, ...] = opt(MISSING, "Student models [default: [train].student].")
+    seeds: tuple[int, ...] = opt(MISSING, "Seeds: each sets the train seed and the miner's sampling seed [0].")
 
     def points(self) -> list[dict[str, Any]]:
         """Grid points in execution order: teacher-major, so each pool and base evaluation is reused at once."""
@@ -95,11 +97,21 @@ def _grid_problems(grid_raw: Any) -> tuple[list[str], dict[str, Any]]:
     return problems, out
 
 
-def load_ablation(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig, Grid]:
-    """The base run config and the grid of an ablation config, with every problem reported at once."""
-    raw = read_toml(path)
-    problems, g = _grid_problems(raw.pop("grid", None))
-    base = config_from_dict(raw, overrides, where=str(path), extra_problems=problems)
+def load_ablation(path: str | Path | None, overrides: list[str] = (),
+                  flags: dict[tuple[str, str], Any] | None = None) -> tuple[RunConfig, Grid]:
+    """The base run config and the grid of an ablation config (TOML or JSON; ``grid.key=value`` overrides and
+    ``("grid", key)`` flags set the grid), with every problem reported at once."""
+    raw = read_config(path) if path is not None else {}
+    grid_raw = raw.pop("grid", None)
+    grid_overrides = [o for o in overrides if "=" in o and o.split("=", 1)[0].strip().startswith("grid.")]
+    grid_flags = {k: list(v) for (t, k), v in (flags or {}).items() if t == "grid"}
+    if grid_overrides or grid_flags:
+        grid_raw = dict(grid_raw) if isinstance(grid_raw, dict) else {}
+        grid_raw.update({k: [v] if isinstance(v, (str, int)) else v for _, k, v in map(parse_override, grid_overrides)},
+                        **grid_flags)
+    problems, g = _grid_problems(grid_raw)
+    base = config_from_dict(raw, [o for o in overrides if o not in grid_overrides], where=str(path or "config"),
+                            extra_problems=problems, flags={k: v for k, v in (flags or {}).items() if k[0] != "grid"})
     return base, Grid(tuple(g["strategies"]), tuple(g["teachers"] or [base.teacher.model]),
                       tuple(g["students"] or [base.train.student]), tuple(g["seeds"]))
 

@@ -10,11 +10,13 @@ which defaults to 256 where the recipe sets 128)::
     [evaluate]  max_seq_length, batch_size, depth, splits, precision
     [search]    backend (exact, faiss-flat, faiss-ivf, faiss-hnsw, ray), nlist, nprobe, hnsw_m, ef_search, ray_address
     [run]       out, cache
+
+Every key is also a flag of ``hardneg run`` / ``hardneg ablate``, ``--section.key VALUE`` (``_`` written as ``-``,
+e.g. ``--train.max-steps 10``), and the config may be the ``config.resolved.json`` of an earlier run.
 """
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,17 +25,19 @@ from hardneg.encode.encoder import EncoderSpec
 from hardneg.errors import ConfigErrors, HardnegError
 from hardneg.search.depth import MAX_DEPTH, depth_problem
 from hardneg.mining.pipeline import Plan, parse_plan
+from hardneg.options import opt, parse_override, read_toml  # noqa: F401 (parse_override, read_toml: re-exports)
 from hardneg.search.spec import SearchSpec
 from hardneg.train.config import MAX_BATCH, MAX_LENGTH, TrainConfig
 
 
 @dataclass(frozen=True)
 class DataSection:
-    path: str = "../shared/data/scifact"
-    train_split: str = "train"
-    test_split: str = "test"
-    dev: float | str | bool = 0.1
-    dev_seed: int = 0
+    path: str = opt("../shared/data/scifact", "BEIR folder or BEIR dataset name.")
+    train_split: str = opt("train", "Qrels split to mine and train on.")
+    test_split: str = opt("test", "Qrels split of the final evaluation.")
+    dev: float | str | bool = opt(0.1, "Dev queries: a fraction carved from the train split, a split name, or "
+                                       "false (none).")
+    dev_seed: int = opt(0, "Seed of the dev carving.")
 
     def __post_init__(self) -> None:
         p = []
@@ -58,9 +62,9 @@ class DataSection:
 
 @dataclass(frozen=True)
 class MineSection:
-    strategy: str = "percpos(0.95)+topk(4)"
-    depth: int = 100
-    seed: int = 0
+    strategy: str = opt("percpos(0.95)+topk(4)", "Mining strategy (see `hardneg mine --help`).")
+    depth: int = opt(100, "Candidates kept per query (positives excluded).")
+    seed: int = opt(0, "Seed of the sampled strategies.")
 
     def __post_init__(self) -> None:
         p = []
@@ -85,11 +89,11 @@ class MineSection:
 
 @dataclass(frozen=True)
 class EvalSection:
-    max_seq_length: int | None = 256
-    batch_size: int = 32
-    depth: int = 1000
-    splits: tuple[str, ...] = ("dev", "test")
-    precision: str = "fp32"  # compute precision of the evaluated encoders: auto, fp32, bf16 (encode.precision)
+    max_seq_length: int | None = opt(256, "Truncation of the evaluated encoders in tokens.")
+    batch_size: int = opt(32, "Encoding batch size.")
+    depth: int = opt(1000, "Results kept per query in the run (BEIR uses 1000).")
+    splits: tuple[str, ...] = opt(("dev", "test"), "Splits evaluated: dev and/or test.")
+    precision: str = opt("fp32", "Compute precision of the evaluated encoders: auto, fp32 or bf16.")
 
     def __post_init__(self) -> None:
         if isinstance(self.splits, list):
@@ -110,8 +114,8 @@ class EvalSection:
 
 @dataclass(frozen=True)
 class RunSection:
-    out: str = "runs/scifact"
-    cache: str | None = None
+    out: str = opt("runs/scifact", "Output folder: config.resolved.json, results.json, stages/.")
+    cache: str | None = opt(None, "Cache folder [default: $HARDNEG_CACHE or ~/.cache/hardneg].")
 
     def __post_init__(self) -> None:
         p = []
@@ -193,6 +197,12 @@ def _build(name: str, cls: type, d: dict[str, Any], problems: list[str]) -> Any:
         problems.append(f"[{name}] unknown key {k!r} (valid: {', '.join(sorted(known))})")
     good = {k: v for k, v in d.items() if k in known}
     base = {**_BASE.get(name, {})}
+    for k in [k for k in base if k in good]:  # a required key's own value, when valid, is the base of the others
+        try:
+            cls(**{**base, k: good[k]})
+            base[k] = good[k]
+        except (HardnegError, TypeError):
+            pass
     for k, v in good.items():  # each key alone, so one bad value cannot hide another
         try:
             cls(**{**base, k: v})
@@ -213,41 +223,10 @@ def _build(name: str, cls: type, d: dict[str, Any], problems: list[str]) -> Any:
     return None
 
 
-def parse_override(text: str) -> tuple[str, str, Any]:
-    """``section.key=value``; the value is read as TOML (``2``, ``0.1``, ``true``, ``"x"``, ``[1, 2]``) or a bare string."""
-    if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise HardnegError(f"bad override {text!r}", fix="write section.key=value, e.g. train.epochs=2")
-    key, raw = text.split("=", 1)
-    section, k = key.strip().split(".", 1)
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except (ValueError, RecursionError):  # TOMLDecodeError, an over-long integer, nesting too deep
-        value = raw.strip()  # a bare string; the section's validation reports it if it must be a number
-    return section, k.strip(), value
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file with a one-line error on a missing file, bad encoding or bad syntax."""
-    p = Path(path)
-    if not p.is_file():
-        raise HardnegError("config file not found", where=p, fix="pass a TOML file, e.g. configs/scifact.toml")
-    try:
-        return tomllib.loads(p.read_text(encoding="utf-8-sig"))  # -sig: a leading byte-order mark is skipped
-    except UnicodeDecodeError:
-        raise HardnegError("config is not UTF-8 text", where=p, fix="save it as UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise HardnegError(f"invalid TOML ({exc})", where=p, fix="fix the TOML syntax") from None
-    except RecursionError:
-        raise HardnegError("invalid TOML (arrays or tables nested too deeply)", where=p,
-                           fix="flatten the nesting") from None
-    except ValueError as exc:  # tomllib lets int()'s digit limit through
-        raise HardnegError(f"invalid TOML ({str(exc).split(';')[0]})", where=p,
-                           fix="write numbers with fewer digits") from None
-
-
 def config_from_dict(raw: dict[str, Any], overrides: list[str] = (), *, where: str = "config",
-                     extra_problems: list[str] = ()) -> RunConfig:
-    """Apply overrides to a parsed config and validate everything, reporting all problems together."""
+                     extra_problems: list[str] = (), flags: dict[tuple[str, str], Any] | None = None) -> RunConfig:
+    """Apply overrides, then flags ((section, key) -> value, e.g. from ``--train.epochs``), to a parsed config
+    and validate everything, reporting all problems together."""
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
     problems: list[str] = list(extra_problems)
     for o in overrides:
@@ -256,6 +235,8 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] = (), *, where: s
             problems.append(f"override {o!r}: unknown section {section!r}")
             continue
         raw.setdefault(section, {})[k] = v
+    for (section, k), v in (flags or {}).items():
+        raw.setdefault(section, {})[k] = list(v) if isinstance(v, tuple) else v
     for s in sorted(set(raw) - set(_SECTIONS)):
         problems.append(f"unknown section [{s}] (valid: {', '.join(_SECTIONS)})")
     built = {}
@@ -270,7 +251,11 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] = (), *, where: s
     return RunConfig(**built)
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """Read a TOML config (None: all defaults), apply overrides, validate, reporting all problems together."""
-    raw = read_toml(path) if path is not None else {}
-    return config_from_dict(raw, overrides, where=str(path) if path else "config")
+def load_config(path: str | Path | None, overrides: list[str] = (),
+                flags: dict[tuple[str, str], Any] | None = None) -> RunConfig:
+    """Read a config (TOML, or a config.resolved.json; None: all defaults), apply overrides and flags, validate,
+    reporting all problems together."""
+    from hardneg.options import read_config
+
+    raw = read_config(path) if path is not None else {}
+    return config_from_dict(raw, overrides, where=str(path) if path else "config", flags=flags)

@@ -11,12 +11,12 @@ Layout under ``[run].out``::
                                    except train_earlier: the training seconds a skipped train stage recorded)
 
 A stage's hash covers everything that determines its output (its own settings and its inputs' hashes), so
-changing a training setting retrains without re-mining, and a killed run resumes at the unfinished stage.
+changing a training setting retrains without re-mining, and a killed run resumes at the unfinished stage
+(``hardneg.experiments.stages.ensure_stage``, shared with ``hardneg ablate`` and ``hardneg recipe``).
 """
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,12 +30,14 @@ from hardneg.encode.encoder import EncoderSpec
 from hardneg.encode.models import default_cache_dir
 from hardneg.evaluate.pipeline import evaluate_model, write_eval
 from hardneg.experiments.config import RunConfig, nondefault
-from hardneg.io import atomic_path, claim_output, read_json, stable_hash, write_json
+from hardneg.experiments.stages import ensure_stage, stage_dir
+from hardneg.io import claim_output, read_json, stable_hash, write_json
 from hardneg.errors import HardnegError
 from hardneg.mining.pipeline import MineConfig, Timings, get_pools, mine_to_folder
 from hardneg.mining.select import apply_strategy
 from hardneg.mining.teachers import parse_teacher, teacher_fingerprint
 from hardneg.mining.trap import known_negative_rates
+from hardneg.train.config import TrainConfig
 from hardneg.train.trainer import train
 from hardneg.types import Dataset
 
@@ -79,27 +81,33 @@ class Context:
         return self._fingerprints[spec]
 
 
-def _stage(out: Path, kind: str, spec: dict) -> Path:
-    return out / "stages" / f"{kind}-{stable_hash(spec)}"
-
-
 def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
     """Run (or resume) mine -> train -> evaluate for ``cfg`` with stages under ``out/stages``.
 
     Returns {"stages", "metrics": {split: {base|finetuned: metrics}}, "per_query", "mining", "timings"}.
     """
     timings: dict[str, float] = {}
-    splits, strategy = ctx.splits, cfg.mine.parsed
+    strategy = cfg.mine.parsed
+    mine_dir = mine_stage(cfg, out, ctx, timings)
+    tcfg, train_dir = train_stage(cfg, out, ctx, mine_dir, timings)
+    res: dict = {"stages": {"mine": mine_dir.name, "train": train_dir.name}, "metrics": {}, "per_query": {},
+                 "mining": read_json(mine_dir / strategy.slug / "stats.json")}
+    res["mining"].update(known_negative_stats(cfg, ctx, strategy))
+    evaluate_stages(cfg, out, ctx, tcfg, train_dir, res, timings)
+    res["timings"] = timings
+    return res
 
-    # -- mine
+
+def mine_stage(cfg: RunConfig, out: Path, ctx: Context, timings: dict[str, float]) -> Path:
+    """The mined set of ``cfg``'s strategy on the train split (``stages/mine-<hash>``)."""
+    splits, strategy = ctx.splits, cfg.mine.parsed
     backend = cfg.search.identity()  # None for exact: exact stage keys are unchanged
     mine_spec = {"teacher": ctx.fingerprint(cfg.teacher), "data": dataset_id(splits["train"]),
                  "depth": cfg.mine.depth, "strategy": str(strategy), "seed": cfg.mine.seed,
                  **({} if backend is None else {"search": backend})}
-    mine_dir = _stage(out, "mine", mine_spec)
-    t0 = time.perf_counter()
-    if not mine_dir.is_dir():
-        log.info("stage mine: %s (%s)", mine_dir.name, strategy)
+
+    def build(tmp: Path) -> None:
+        log.info("stage mine: %s (%s)", stage_dir(out, "mine", mine_spec).name, strategy)
         if parse_teacher(cfg.teacher.model).kind == "list" and strategy.ensemble is None:
             raise HardnegError(f'teacher "{cfg.teacher.model}" lists several teachers but strategy "{strategy}" '
                                "has no ensemble", fix="append +ensemble(intra,no-dedup) (or cross, intra,dedup)")
@@ -108,59 +116,69 @@ def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
                           timings=pool_t, search=cfg.search)
         timings.update({f"mine_{k}": v for k, v in pool_t.seconds.items()})
         mcfg = MineConfig(teacher=cfg.teacher, strategies=(strategy,), depth=cfg.mine.depth, seed=cfg.mine.seed)
-        with atomic_path(mine_dir, is_dir=True) as tmp:
-            mine_to_folder(pools, splits["train"], mcfg, tmp, cache_dir=ctx.cache_dir)
-            write_json(tmp / "spec.json", mine_spec)
-        timings["mine"] = round(time.perf_counter() - t0, 1)
-    rows = read_mined(mine_dir / strategy.slug / "mined.jsonl")
+        mine_to_folder(pools, splits["train"], mcfg, tmp, cache_dir=ctx.cache_dir)
+        write_json(tmp / "spec.json", mine_spec)
 
-    # -- train
+    return ensure_stage(out, "mine", mine_spec, build, timings=timings).dir
+
+
+def train_stage(cfg: RunConfig, out: Path, ctx: Context, mine_dir: Path, timings: dict[str, float]
+                ) -> tuple[TrainConfig, Path]:
+    """The fine-tuned student on the mined rows (``stages/train-<hash>``) and the training config it used."""
+    strategy = cfg.mine.parsed
     tcfg = cfg.train if cfg.train.n_negatives is not None else replace(cfg.train, n_negatives=strategy.n)
     if "{instruction}" in tcfg.query_prompt:  # per-dataset task instruction (NV-Retriever / E5-Mistral style)
         tcfg = replace(tcfg, query_prompt=tcfg.query_prompt.replace(
-            "{instruction}", descriptor_for(splits["train"].name).instruction))
-    train_dir = _stage(out, "train", {"mine": mine_dir.name, "train": nondefault(tcfg)})
-    t0 = time.perf_counter()
-    if not train_dir.is_dir():
-        log.info("stage train: %s (%d rows, %s)", train_dir.name, len(rows), strategy)
-        train(rows, tcfg, train_dir, progress=ctx.progress)
-        timings["train"] = round(time.perf_counter() - t0, 1)
-    else:  # trained by an earlier (maybe killed) invocation: keep its cost visible to the cost report. The stage
-        # recorded its training loop's seconds (model loading and saving add ~1 s on MiniLM).
-        earlier = read_json(train_dir / "train_config.json").get("result", {}).get("train_seconds")
+            "{instruction}", descriptor_for(ctx.splits["train"].name).instruction))
+
+    def build(folder: Path) -> None:
+        rows = read_mined(mine_dir / strategy.slug / "mined.jsonl")
+        log.info("stage train: %s (%d rows, %s)", folder.name, len(rows), strategy)
+        train(rows, tcfg, folder, progress=ctx.progress)
+
+    stage = ensure_stage(out, "train", {"mine": mine_dir.name, "train": nondefault(tcfg)}, build, atomic=False,
+                         timings=timings)
+    if not stage.ran:  # trained by an earlier (maybe killed) invocation: keep its cost visible to the cost report.
+        # The stage recorded its training loop's seconds (model loading and saving add ~1 s on MiniLM).
+        earlier = read_json(stage.dir / "train_config.json").get("result", {}).get("train_seconds")
         if earlier is not None:
             timings["train_earlier"] = round(earlier, 1)
+    return tcfg, stage.dir
 
-    # -- evaluate base and fine-tuned student on dev (selection) and test (report)
-    res: dict = {"stages": {"mine": mine_dir.name, "train": train_dir.name}, "metrics": {}, "per_query": {},
-                 "mining": read_json(mine_dir / strategy.slug / "stats.json")}
-    res["mining"].update(known_negative_stats(cfg, ctx, strategy))
+
+def evaluate_stages(cfg: RunConfig, out: Path, ctx: Context, tcfg: TrainConfig, train_dir: Path, res: dict,
+                    timings: dict[str, float]) -> None:
+    """Base and fine-tuned student on dev (selection) and test (report): one ``stages/eval-<hash>`` each, read
+    into ``res["metrics"]``, ``res["per_query"]`` and ``res["stages"]``."""
     for label, model in (("base", tcfg.student), ("finetuned", str(train_dir))):
         spec = EncoderSpec(model=model, query_prompt=tcfg.query_prompt, doc_prompt=tcfg.doc_prompt,
                            max_seq_length=cfg.evaluate.max_seq_length, batch_size=cfg.evaluate.batch_size,
                            precision=cfg.evaluate.precision)
         for split in cfg.evaluate.splits:
-            if split not in splits:
+            if split not in ctx.splits:
                 continue
-            ds = splits[split]
-            eval_dir = _stage(out, "eval", {"model": ctx.fingerprint(spec), "data": dataset_id(ds),
-                                            "depth": cfg.evaluate.depth, **({} if backend is None else
-                                                                            {"search": backend})})
-            t0 = time.perf_counter()
-            if not eval_dir.is_dir():
-                log.info("stage evaluate: %s on %s (%s)", label, split, eval_dir.name)
-                r = evaluate_model(spec, ds, cache_dir=ctx.cache_dir, depth=cfg.evaluate.depth, progress=ctx.progress,
-                                   search=cfg.search)
-                write_eval(r, eval_dir, {"model": label, "split": split, "dataset": ds.name,
-                                         "n_queries": len(ds.queries)})
-                timings[f"evaluate_{label}_{split}"] = round(time.perf_counter() - t0, 1)
-                timings.update({f"evaluate_{label}_{split}_{k}": v for k, v in r.seconds.items()})
+            eval_dir = eval_stage(cfg, out, ctx, spec, label, split, timings)
             m = read_json(eval_dir / "metrics.json")["metrics"]
             res["metrics"].setdefault(split, {})[label] = {k: m[k] for k in sorted(m)}
             res["per_query"].setdefault(split, {})[label] = read_json(eval_dir / "per_query.json")
             res["stages"][f"eval_{label}_{split}"] = eval_dir.name
-    res["timings"] = timings
-    return res
+
+
+def eval_stage(cfg: RunConfig, out: Path, ctx: Context, spec: EncoderSpec, label: str, split: str,
+               timings: dict[str, float]) -> Path:
+    """Metrics, per-query scores and the run of one (model, split) (``stages/eval-<hash>``)."""
+    ds, key, backend = ctx.splits[split], f"evaluate_{label}_{split}", cfg.search.identity()
+    eval_spec = {"model": ctx.fingerprint(spec), "data": dataset_id(ds), "depth": cfg.evaluate.depth,
+                 **({} if backend is None else {"search": backend})}
+
+    def build(folder: Path) -> None:
+        log.info("stage evaluate: %s on %s (%s)", label, split, folder.name)
+        r = evaluate_model(spec, ds, cache_dir=ctx.cache_dir, depth=cfg.evaluate.depth, progress=ctx.progress,
+                           search=cfg.search)
+        write_eval(r, folder, {"model": label, "split": split, "dataset": ds.name, "n_queries": len(ds.queries)})
+        timings.update({f"{key}_{k}": v for k, v in r.seconds.items()})
+
+    return ensure_stage(out, "eval", eval_spec, build, atomic=False, timings=timings, timing_key=key).dir
 
 
 def known_negative_stats(cfg: RunConfig, ctx: Context, strategy) -> dict:

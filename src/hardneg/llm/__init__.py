@@ -11,10 +11,12 @@ __all__ = ["DecoderConfig", "build_decoder_embedder", "make_decoder_student", "s
 
 _LAZY = {**{n: "decoder" for n in ("DecoderConfig", "build_decoder_embedder", "make_decoder_student",
                                   "save_embedder", "instruction_prompt", "set_bidirectional", "is_bidirectional",
-                                  "verify_bidirectional", "prompt_boundary_report", "weights_digest",
-                                  "bf16_supported", "DEFAULT_LORA_TARGETS")},
-         **{n: "recipe" for n in ("RecipeConfig", "load_recipe", "run_recipe", "fit_stage", "StageData",
-                                 "LLMTrainExtras")}}
+                                  "verify_bidirectional", "weights_digest", "bf16_supported",
+                                  "DEFAULT_LORA_TARGETS")},
+         "prompt_boundary_report": "boundary",
+         **{n: "recipe_config" for n in ("RecipeConfig", "load_recipe")},
+         "run_recipe": "recipe",
+         **{n: "stage" for n in ("fit_stage", "StageData", "LLMTrainExtras")}}
 
 
 def __getattr__(name: str) -> Any:

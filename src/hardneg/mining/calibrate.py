@@ -128,7 +128,7 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _png(rows: list[dict], path: Path, kind: str, n: int) -> None:
+def _png(rows: list[dict], path: Path, kind: str, n: int, ref: str = "min") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,9 +142,13 @@ def _png(rows: list[dict], path: Path, kind: str, n: int) -> None:
     if any(r.get("trap_recall") is not None for r in grid):
         ax.plot(x, [r.get("trap_recall") or 0.0 for r in grid], "^-", label="trap recall")
         ax.plot(x, [r.get("real_kept") or 0.0 for r in grid], "v-", label="real hard negatives kept")
+    beyond = []  # auto thresholds outside the grid are named in the title (a line there would squash the curves)
     for r in rows:
         if r["auto"]:
-            ax.axvline(r["threshold"], color="grey", ls=":", lw=1)
+            if x and min(x) <= r["threshold"] <= max(x):
+                ax.axvline(r["threshold"], color="grey", ls=":", lw=1)
+            else:
+                beyond.append(f"{r['threshold']:g}")
     ax.set_xlabel(f"{kind} threshold")
     ax.set_ylabel("share")
     ax.set_ylim(-0.02, 1.02)
@@ -152,7 +156,9 @@ def _png(rows: list[dict], path: Path, kind: str, n: int) -> None:
     ax2.plot(x, [r["kept_per_row"] for r in grid], "k--", lw=1, label="kept per row")
     ax2.set_ylabel("candidates kept per row")
     ax.legend(loc="best", fontsize=8)
-    ax.set_title(f"calibrate {kind} (n = {n}); dotted: auto coverage 0.9 / 0.95 / 0.99")
+    r_txt = "" if ref == "min" else f", ref={ref}"
+    ax.set_title(f"calibrate {kind} (n = {n}{r_txt}); dotted: auto coverage 0.9 / 0.95 / 0.99"
+                 + (f"\nauto beyond the grid: {', '.join(beyond)}" if beyond else ""))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -189,5 +195,5 @@ def run_calibrate(data: str | Path, teacher, kind: str, out: str | Path, *, n: i
     write_text(out / "calibrate.csv", _csv(rows))
     write_json(out / "calibrate.json", {"data": str(data), "split": split, "teacher": teacher, "filter": kind, "n": n,
                                         "ref": ref, "depth": pool.depth, "rows": rows})
-    _png(rows, out / "calibrate.png", kind, n)
+    _png(rows, out / "calibrate.png", kind, n, ref)
     return {"rows": rows, "markdown": md, "files": ["calibrate.md", "calibrate.csv", "calibrate.json", "calibrate.png"]}

@@ -1,47 +1,31 @@
-"""False-negative diagnostics and teacher comparisons: pure functions over pools / mined sets, plus a driver.
+"""False-negative diagnostics and teacher comparisons: pure functions over pools / mined sets (the tables and
+plots are rendered by ``hardneg.report.diagnostics``).
 
 - ``teacher_overlap``: mean Jaccard of the top-n negative sets per row between teacher pairs (paper Table 6).
-- ``hidden_positive_probe``: hide one labelled positive of every multi-positive query, mine again, and count
-  how often each strategy picks the hidden positive as a negative: a known-answer false-negative rate.
+- ``hidden_positive_probe`` (``hardneg.mining.probe``): hide one labelled positive of every multi-positive query,
+  mine again, and count how often each strategy picks the hidden positive as a negative.
 - ``near_duplicate_query_negatives``: negatives that are labelled positives of a near-duplicate query.
-- ``score_distributions`` / ``plot_score_distributions``: the paper's Fig. 4 data (positive, top-1 negative,
-  positive minus top-1 negative).
-- ``run_diagnostics`` (what ``hardneg diagnose`` calls) and ``write_diagnostics`` (JSON + Markdown).
+- ``score_distributions``: the paper's Fig. 4 data (positive, top-1 negative, positive minus top-1 negative).
+- ``diagnose``: every diagnostic for every teacher x strategy, as one dict.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hardneg.errors import HardnegError
-from hardneg.io import atomic_path, ensure_dir, write_json, write_text
-from hardneg.markdown import md_table
 from hardneg.mining.ensemble import EnsembleSet, check_same_rows
-from hardneg.mining.select import mix64, apply_strategy
+from hardneg.mining.probe import hidden_positive_probe
+from hardneg.mining.select import apply_strategy
 from hardneg.mining.stats import score_arrays
-from hardneg.mining.strategy import Strategy, parse_strategy
+from hardneg.mining.strategy import Strategy, as_strategy
 from hardneg.search.exact import exact_search
 from hardneg.types import CandidatePool, Dataset, MinedSet
-
-PROBE_SALT = 0x48494445  # "HIDE"
-ROUND = 6
-
-
-def _as_strategy(s: Strategy | str) -> Strategy:
-    return s if isinstance(s, Strategy) else parse_strategy(s)
-
-
-def _stat(x: np.ndarray) -> dict[str, float | None]:
-    if x.size == 0:
-        return {"mean": None, "median": None}
-    return {"mean": float(np.mean(x)), "median": float(np.median(x))}
 
 
 # -- teacher overlap (Table 6) --------------------------------------------------------------------------------
@@ -74,132 +58,6 @@ def teacher_overlap(mined_by_teacher: Mapping[str, MinedSet], n: int = 4) -> dic
                           "rows_both_empty": int((~ok).sum())})
             matrix[names[i]][names[j]] = matrix[names[j]][names[i]] = mean
     return {"n": n, "strategy": sets[0].strategy if sets else None, "pairs": pairs, "matrix": matrix}
-
-
-# -- hidden-positive probe -------------------------------------------------------------------------------------
-
-def _qkeys(qids: Sequence[str]) -> np.ndarray:
-    return np.array([int.from_bytes(hashlib.blake2b(q.encode("utf-8"), digest_size=8).digest(), "little")
-                     for q in qids], dtype=np.uint64)
-
-
-def choose_hidden(pool: CandidatePool, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """One positive to hide per query with >= 2 positives: (pool query indices [Q'], index into pos arrays [Q']).
-
-    The choice is a hash of (seed, qid), uniform over the query's positives.
-    """
-    npos = np.diff(pool.pos_ptr)
-    multi = np.nonzero(npos >= 2)[0]
-    if multi.size == 0:
-        return multi.astype(np.int64), multi.astype(np.int64)
-    with np.errstate(over="ignore"):
-        salt = mix64(np.array([(seed & 0xFFFFFFFFFFFFFFFF) ^ PROBE_SALT], dtype=np.uint64))
-        h = mix64(_qkeys([pool.qids[i] for i in multi]) ^ salt)
-    j = (h % npos[multi].astype(np.uint64)).astype(np.int64)
-    return multi.astype(np.int64), pool.pos_ptr[multi] + j
-
-
-def probe_pool(pool: CandidatePool, seed: int = 0) -> tuple[CandidatePool, dict[str, np.ndarray]]:
-    """The pool the teacher would give if one positive per multi-positive query were unlabelled.
-
-    No re-encoding: the hidden doc's score is known (positives are scored directly), so it is inserted into the
-    candidate list at its score position (ties: corpus row ascending); the last candidate drops out if the row
-    was full, and a hidden doc ranking below the ``depth``-th candidate stays out (as a fresh search would).
-    Raw ranks of the other candidates do not change (the full ranking is the same; only labels changed).
-
-    Returns the probe pool (only the multi-positive queries, with the remaining positives) and per probe query:
-    ``hidden_idx`` (corpus row), ``hidden_score``, ``hidden_rank`` (1-based raw rank), ``hidden_col`` (its
-    candidate column in the probe pool, -1 if beyond depth).
-    """
-    qs, hid = choose_hidden(pool, seed)
-    d = pool.depth
-    qn = qs.shape[0]
-    cand_idx = np.full((qn, d), -1, dtype=np.int32)
-    cand_score = np.full((qn, d), np.nan, dtype=np.float32)
-    cand_rank = np.full((qn, d), -1, dtype=np.int32)
-    ptr, pidx, pscore = [0], [], []
-    h_idx = pool.pos_idx[hid].astype(np.int64)
-    h_score = pool.pos_score[hid].astype(np.float32)
-    h_rank = np.zeros(qn, dtype=np.int64)
-    h_col = np.full(qn, -1, dtype=np.int64)
-    for i, (q, hp) in enumerate(zip(qs.tolist(), hid.tolist())):
-        lo, hi = int(pool.pos_ptr[q]), int(pool.pos_ptr[q + 1])
-        keep = [k for k in range(lo, hi) if k != hp]
-        pidx.extend(pool.pos_idx[keep].tolist())
-        pscore.extend(pool.pos_score[keep].tolist())
-        ptr.append(len(pidx))
-        c, s, r = pool.cand_idx[q], pool.cand_score[q], pool.cand_rank[q]
-        v = c >= 0
-        hs, hr = h_score[i], h_idx[i]
-        above = v & ((s > hs) | ((s == hs) & (c < hr)))  # candidates ranked above the hidden doc
-        pos_above = int(np.count_nonzero(above))
-        others_s, others_r = pool.pos_score[keep], pool.pos_idx[keep]
-        p_above = int(np.count_nonzero((others_s > hs) | ((others_s == hs) & (others_r < hr))))
-        h_rank[i] = 1 + pos_above + p_above
-        # pos_above == d: the row is full and every candidate outranks the hidden doc (beyond depth).
-        if pos_above < d:
-            h_col[i] = pos_above
-            new_c = np.concatenate([c[:pos_above], [hr], c[pos_above:]])[:d]
-            new_s = np.concatenate([s[:pos_above], [hs], s[pos_above:]])[:d]
-            new_r = np.concatenate([r[:pos_above], [h_rank[i]], r[pos_above:]])[:d]
-        else:
-            new_c, new_s, new_r = c, s, r
-        cand_idx[i], cand_score[i], cand_rank[i] = new_c, new_s, new_r
-    probe = CandidatePool(teacher=pool.teacher, qids=tuple(pool.qids[q] for q in qs.tolist()), cand_idx=cand_idx,
-                          cand_score=cand_score, cand_rank=cand_rank, pos_ptr=np.asarray(ptr, dtype=np.int64),
-                          pos_idx=np.asarray(pidx, dtype=np.int32), pos_score=np.asarray(pscore, dtype=np.float32),
-                          meta={**pool.meta, "probe": {"seed": seed, "hidden_per_query": 1}})
-    if qn:
-        probe.validate()
-    return probe, {"query": qs, "hidden_idx": h_idx, "hidden_score": h_score, "hidden_rank": h_rank,
-                   "hidden_col": h_col}
-
-
-def hidden_positive_probe(pool: CandidatePool, strategies: Sequence[Strategy | str], *, seed: int = 0) -> dict:
-    """Per strategy: how often the hidden positive of a (query, remaining positive) row is mined as a negative.
-
-    ``pool`` is a teacher's pool built with the full qrels; only queries with >= 2 positives are probed (one
-    positive hidden each, chosen by ``seed``; the same seed is passed to sampled strategies). Output per
-    strategy: ``rows``, ``rows_caught``, ``catch_rate``, ``queries_caught``, ``query_catch_rate``,
-    ``catch_slot`` (1-based position among the row's negatives: mean, median), ``catch_rank`` (the hidden doc's
-    raw teacher rank when caught), ``rows_empty`` and ``negatives_per_row`` (a strategy that mines nothing
-    catches nothing), ``hidden_share`` (caught / all mined negatives).
-    """
-    probe, info = probe_pool(pool, seed)
-    qn = len(probe)
-    in_pool = info["hidden_col"] >= 0
-    out: dict[str, Any] = {
-        "teacher": pool.teacher, "seed": seed, "depth": pool.depth, "queries_probed": qn,
-        "queries_total": len(pool), "hidden_in_pool": int(in_pool.sum()),
-        "hidden_rank": _stat(info["hidden_rank"].astype(np.float64)),
-        "hidden_score": _stat(info["hidden_score"].astype(np.float64)),
-        "strategies": {},
-    }
-    for st in map(_as_strategy, strategies):
-        if qn == 0:
-            out["strategies"][str(st)] = {"rows": 0, "rows_caught": 0, "catch_rate": None, "queries": 0,
-                                          "queries_caught": 0, "query_catch_rate": None}
-            continue
-        m = apply_strategy(probe, st, seed=seed)
-        hidden = info["hidden_idx"][m.row_q]  # [R]
-        neg = m.neg_idx
-        hit = neg == hidden[:, None]  # [R, n]
-        caught = hit.any(axis=1)
-        slot = np.argmax(hit, axis=1)[caught] + 1
-        rank = info["hidden_rank"][m.row_q][caught]
-        q_caught = np.zeros(qn, dtype=bool)
-        q_caught[m.row_q[caught]] = True
-        n_neg = m.n_neg
-        rows = len(m)
-        out["strategies"][str(st)] = {
-            "rows": rows, "rows_caught": int(caught.sum()), "catch_rate": float(caught.mean()),
-            "queries": qn, "queries_caught": int(q_caught.sum()), "query_catch_rate": float(q_caught.mean()),
-            "catch_slot": _stat(slot.astype(np.float64)), "catch_rank": _stat(rank.astype(np.float64)),
-            "rows_empty": int((n_neg == 0).sum()) if st.n else 0,
-            "negatives_per_row": float(n_neg.mean()) if rows else 0.0,
-            "hidden_share": float(caught.sum() / n_neg.sum()) if n_neg.sum() else None,
-        }
-    return out
 
 
 # -- near-duplicate queries -------------------------------------------------------------------------------------
@@ -344,46 +202,10 @@ def score_distributions(mined_sets: Mapping[str, MinedSet | EnsembleSet], *, bin
     return {"kinds": list(KINDS), "edges": {k: v.tolist() for k, v in edges.items()}, "sets": sets}
 
 
-def plot_score_distributions(data: dict, path: str | Path, *, title: str | None = None) -> Path:
-    """Three step-histogram panels (positive, top-1 negative, positive - top-1) as a PNG, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = {"pos": "positive score", "top1_neg": "top-1 negative score",
-              "pos_minus_top1": "positive - top-1 negative"}
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for ax, kind in zip(axes, data["kinds"]):
-        edges = np.asarray(data["edges"][kind])
-        for name, s in data["sets"].items():
-            ax.stairs(s["hist"][kind], edges, label=name)
-        if kind == "pos_minus_top1":
-            ax.axvline(0.0, color="grey", lw=0.8, ls="--")
-        ax.set_xlabel(labels.get(kind, kind))
-        ax.set_ylabel("rows")
-    axes[0].legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return path
-
-
-# -- driver and output ------------------------------------------------------------------------------------------
-
-def _slug(s: str) -> str:
-    return re.sub(r"[^a-z0-9._-]+", "-", s.lower()).strip("-") or "x"
-
-
-def run_diagnostics(dataset: Dataset, pools: Mapping[str, CandidatePool], strategies: Sequence[Strategy | str], *,
-                    seed: int = 0, n_overlap: int = 4, q_embs: Mapping[str, np.ndarray] | None = None,
-                    near_dup_threshold: float = 0.95, examples: int = 10, out: str | Path | None = None,
-                    plot: bool = True) -> dict:
-    """``hardneg diagnose``: every diagnostic for every teacher x strategy; written to ``out`` when given.
+def diagnose(dataset: Dataset, pools: Mapping[str, CandidatePool], strategies: Sequence[Strategy | str], *,
+             seed: int = 0, n_overlap: int = 4, q_embs: Mapping[str, np.ndarray] | None = None,
+             near_dup_threshold: float = 0.95, examples: int = 10) -> dict:
+    """Every diagnostic for every teacher x strategy (``hardneg.report.diagnostics.run_diagnostics`` writes it).
 
     ``pools``: teacher name -> its candidate pool for ``dataset`` (full qrels, e.g. from ``get_pool``).
     ``q_embs``: teacher name -> its query embeddings in ``dataset.queries`` order (optional; enables the
@@ -391,7 +213,7 @@ def run_diagnostics(dataset: Dataset, pools: Mapping[str, CandidatePool], strate
     """
     if not pools:
         raise HardnegError("diagnose needs at least one teacher", fix="pass --teacher")
-    strats = [_as_strategy(s) for s in strategies]
+    strats = [as_strategy(s) for s in strategies]
     if not strats:
         raise HardnegError("diagnose needs at least one strategy", fix="pass --strategy, e.g. percpos(0.95)+topk(4)")
     q_embs = q_embs or {}
@@ -414,101 +236,4 @@ def run_diagnostics(dataset: Dataset, pools: Mapping[str, CandidatePool], strate
                                                                           pairs=pairs)
                                         for s, m in mined[t].items()}
         result["score_distributions"][t] = score_distributions(mined[t])
-    if out is not None:
-        folder = ensure_dir(out)
-        if plot:
-            result["plots"] = {}
-            for t in teachers:
-                name = f"scores-{_slug(t)}.png"
-                plot_score_distributions(result["score_distributions"][t], folder / name, title=f"teacher {t}")
-                result["plots"][t] = name
-        write_diagnostics(result, folder)
     return result
-
-
-def _clean(x: Any) -> Any:
-    """JSON-safe, stable: floats rounded to 6 digits (NaN/inf -> null), numpy scalars -> Python, tuples -> lists."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return [_clean(v) for v in x.tolist()]
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        f = float(x)
-        return round(f, ROUND) if math.isfinite(f) else None
-    return x
-
-
-def _f(x: Any, pct: bool = False, nd: int = 3) -> str:
-    if x is None:
-        return "–"
-    return f"{100 * x:.1f}%" if pct else f"{x:.{nd}f}"
-
-
-def render_markdown(result: dict) -> str:
-    """A human summary of ``run_diagnostics``' result."""
-    ds = result.get("dataset", {})
-    lines = [f"# Diagnostics: {ds.get('name', '?')} ({ds.get('split', '?')})", "",
-             f"Teachers: {', '.join(result.get('teachers', []))}. Seed {result.get('seed')}.", ""]
-    hp = result.get("hidden_positive", {})
-    if hp:
-        lines += ["## Hidden-positive probe", "",
-                  "One labelled positive of every query with >= 2 positives is hidden (it becomes an ordinary "
-                  "candidate); a strategy that mines it as a negative has picked a known false negative. Lower is "
-                  "better, but read it with `rows empty` and `negs/row`: a strategy that mines nothing catches "
-                  "nothing.", ""]
-        for t, h in hp.items():
-            lines += [f"### {t}", "",
-                      f"{h['queries_probed']} of {h['queries_total']} queries probed; hidden positive within the "
-                      f"top-{h['depth']} candidates for {h['hidden_in_pool']}; its median raw rank "
-                      f"{_f(h['hidden_rank']['median'], nd=1)}.", ""]
-            lines += md_table(["strategy", "rows", "caught", "catch rate", "query catch rate", "mean slot",
-                               "median rank", "rows empty", "negs/row"],
-                              [[f"`{s}`", v["rows"], v["rows_caught"], _f(v["catch_rate"], True),
-                                _f(v["query_catch_rate"], True), _f(v.get("catch_slot", {}).get("mean"), nd=2),
-                                _f(v.get("catch_rank", {}).get("median"), nd=1), v.get("rows_empty", 0),
-                                _f(v.get("negatives_per_row"), nd=2)] for s, v in h["strategies"].items()])
-            lines.append("")
-    ov = result.get("overlap")
-    if ov:
-        lines += ["## Teacher overlap (mean Jaccard of top-n negatives per row)", ""]
-        for s, o in ov.items():
-            lines += [f"`{s}`, n = {o['n']}:", ""]
-            lines += md_table(["teacher a", "teacher b", "mean Jaccard", "rows"],
-                              [[p["a"], p["b"], _f(p["mean_jaccard"]), p["rows"]] for p in o["pairs"]])
-            lines.append("")
-    nd = result.get("near_duplicates", {})
-    if nd:
-        lines += ["## Negatives that are positives of a near-duplicate query", ""]
-        lines += md_table(["teacher", "strategy", "near-dup query pairs", "negatives", "flagged", "rate"],
-                          [[t, f"`{s}`", v["query_pairs"], v["negatives_total"], v["negatives_flagged"],
-                            _f(v["flagged_rate"], True)] for t, per in nd.items() for s, v in per.items()])
-        lines.append("")
-    sd = result.get("score_distributions", {})
-    if sd:
-        lines += ["## Score distributions (paper Fig. 4)", ""]
-        body = []
-        for t, d in sd.items():
-            for s, v in d["sets"].items():
-                med = {k: (v["quantiles"][k] or {}).get("q50") for k in KINDS}
-                body.append([t, f"`{s}`", v["rows"], _f(med["pos"]), _f(med["top1_neg"]), _f(med["pos_minus_top1"]),
-                             v["top1_neg_above_pos"]])
-        lines += md_table(["teacher", "strategy", "rows", "median pos", "median top-1 neg", "median pos - top-1",
-                           "top-1 > pos"], body)
-        lines.append("")
-        for t, name in result.get("plots", {}).items():
-            lines += [f"![{t}]({name})", ""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def write_diagnostics(result: dict, folder: str | Path) -> None:
-    """``diagnostics.json`` (sorted keys, floats rounded to 1e-6) and ``diagnostics.md``, each written atomically."""
-    folder = ensure_dir(folder)
-    clean = _clean(result)
-    write_json(folder / "diagnostics.json", clean)
-    write_text(folder / "diagnostics.md", render_markdown(clean))

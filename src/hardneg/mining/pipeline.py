@@ -197,6 +197,24 @@ def get_pools(spec: EncoderSpec, dataset: Dataset, depth: int, cache_dir: Path |
             for s in specs]
 
 
+def teacher_pools(dataset: Dataset, teachers: list[str] | tuple[str, ...], depth: int, cache_dir: Path | None, *,
+                  max_seq_length: int | None = None, precision: str = "fp32", search: SearchSpec | None = None,
+                  progress: bool = True) -> tuple[dict[str, CandidatePool], dict[str, np.ndarray]]:
+    """Per teacher (alias, folder, hub id or ``fusion(...)``; keyed by its canonical string) its candidate pool,
+    and for a single-model teacher its query embeddings: the inputs of ``hardneg diagnose``."""
+    from hardneg.encode.cache import encode_cached
+
+    pools: dict[str, CandidatePool] = {}
+    q_embs: dict[str, np.ndarray] = {}
+    for ref in [parse_teacher(t) for t in teachers]:
+        spec = EncoderSpec(model=str(ref), max_seq_length=max_seq_length, precision=precision)  # type: ignore
+        pools[str(ref)] = get_pool(spec, dataset, depth, cache_dir, progress=progress, search=search)
+        if ref.kind == "single":
+            q_embs[str(ref)] = encode_cached(load_encoder(spec, cache_dir), dataset.queries.ids,
+                                             dataset.queries.texts, "query", cache_dir, progress=progress)
+    return pools, q_embs
+
+
 def _write_one(folder: Path, rows: list[dict], stats: dict, plan: Plan, cfg: MineConfig, pool: CandidatePool,
                dataset: Dataset, scorer: PadScorer | None = None, extras: PoolExtras | None = None) -> None:
     with atomic_path(folder, is_dir=True) as tmp:

@@ -55,224 +55,17 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Literal, Union
 
 from hardneg.errors import HardnegError
-
-PosRef = Literal["min", "max", "mean", "row"]
-POS_REFS = ("min", "max", "mean", "row")
-# Upper bound of every count (shift N, topk n, sampled k and n): far above any useful value, low enough that a
-# typo such as topk(1000000000) is an error instead of [rows, n] arrays that exhaust memory.
-MAX_COUNT = 100_000
-
-
-def _num(x: float) -> str:
-    return repr(float(x))  # shortest round-tripping form: 0.95 -> "0.95"
-
-
-def _thr(x: float | None, coverage: float | None) -> str:
-    """A threshold argument: a number, or ``auto,coverage=C``."""
-    return f"auto,coverage={_num(coverage)}" if x is None else _num(x)
-
-
-@dataclass(frozen=True)
-class Shift:
-    n: int
-
-    def __str__(self) -> str:
-        return f"shift({self.n})"
-
-
-@dataclass(frozen=True)
-class Abs:
-    t: float | None  # None: auto (resolved per pool to the strictest value that reaches ``coverage``)
-    coverage: float | None = None
-
-    def __str__(self) -> str:
-        return f"abs({_thr(self.t, self.coverage)})"
-
-
-@dataclass(frozen=True)
-class MarginPos:
-    m: float | None
-    ref: PosRef = "min"
-    coverage: float | None = None
-
-    def __str__(self) -> str:
-        return f"marginpos({_thr(self.m, self.coverage)}{'' if self.ref == 'min' else ',ref=' + self.ref})"
-
-
-@dataclass(frozen=True)
-class PercPos:
-    p: float | None
-    ref: PosRef = "min"
-    coverage: float | None = None
-
-    def __str__(self) -> str:
-        return f"percpos({_thr(self.p, self.coverage)}{'' if self.ref == 'min' else ',ref=' + self.ref})"
-
-
-@dataclass(frozen=True)
-class PosNbr:
-    """Drop a candidate whose document-document cosine to any positive of its query is >= tau."""
-
-    tau: float | None
-    coverage: float | None = None
-
-    def __str__(self) -> str:
-        return f"posnbr({_thr(self.tau, self.coverage)})"
-
-
-@dataclass(frozen=True)
-class Dedup:
-    """Drop a candidate whose normalised text equals a positive's or a higher-ranked candidate's."""
-
-    def __str__(self) -> str:
-        return "dedup"
-
-
-TREATMENTS = ("drop", "relabel", "drop-query")
-DEFAULT_TREAT_K = 10
-
-
-@dataclass(frozen=True)
-class Treat:
-    """A treatment of the candidates a judge (filters) would remove: drop, relabel as positives, or drop the query.
-
-    ``k``: relabel / drop-query look at the first k pool candidates; ``m``: drop-query drops a query with more
-    than m flagged among them.
-    """
-
-    kind: str
-    judge: tuple  # tuple[Filter, ...] without treatments, shift or auto thresholds
-    k: int = DEFAULT_TREAT_K
-    m: int = 1
-    teacher: str | None = None  # the judge's teacher (its scores replace the pool's); None: the mining teacher
-
-    def __str__(self) -> str:
-        j = "+".join(str(f) for f in self.judge)
-        t = "" if self.teacher is None else f",teacher={self.teacher}"
-        if self.kind == "drop":
-            return f"drop({j}{t})"
-        if self.kind == "relabel":
-            return f"relabel({j}{'' if self.k == DEFAULT_TREAT_K else f',k={self.k}'}{t})"
-        return f"drop-query({j},m={self.m},k={self.k}{t})"
-
-    def is_auto(self) -> bool:
-        return False
-
-
-@dataclass(frozen=True)
-class TopK:
-    n: int
-
-    def __str__(self) -> str:
-        return f"topk({self.n})"
-
-
-@dataclass(frozen=True)
-class Sampled:
-    k: int
-    n: int
-    temperature: float = 1.0
-
-    def __str__(self) -> str:
-        t = "" if self.temperature == 1.0 else f",{_num(self.temperature)}"
-        return f"sampled({self.k},{self.n}{t})"
-
-
-@dataclass(frozen=True)
-class Top1Sampled:
-    k: int
-    n: int
-    temperature: float = 1.0
-
-    def __str__(self) -> str:
-        t = "" if self.temperature == 1.0 else f",{_num(self.temperature)}"
-        return f"top1+sampled({self.k},{self.n}{t})"
-
-
-@dataclass(frozen=True)
-class SimANS:
-    """SimANS sampler (Zhou et al. 2022): n of the first k survivors, P ~ exp(-a (s - s_pos - b)^2)."""
-
-    k: int
-    n: int
-    a: float
-    b: float
-
-    def __str__(self) -> str:
-        return f"simans({self.k},{self.n},{_num(self.a)},{_num(self.b)})"
-
-
-@dataclass(frozen=True)
-class NoNegatives:
-    def __str__(self) -> str:
-        return "none"
-
-    n = 0
-
-
-Filter = Union[Shift, Abs, MarginPos, PercPos, PosNbr, Dedup, Treat]
-Selector = Union[TopK, Sampled, Top1Sampled, SimANS, NoNegatives]
-# canonical order; value filters commute, shift is by raw rank; a treatment comes last (it sees the survivors)
-_FILTER_ORDER = (Shift, Abs, MarginPos, PercPos, PosNbr, Dedup, Treat)
-_SELECTORS = (TopK, Sampled, Top1Sampled, SimANS, NoNegatives)
-_AUTO_KINDS = (Abs, MarginPos, PercPos, PosNbr)
-
-
-THRESHOLD_FIELD = {Abs: "t", MarginPos: "m", PercPos: "p", PosNbr: "tau"}
-
-
-def is_auto(f) -> bool:
-    return isinstance(f, _AUTO_KINDS) and f.coverage is not None
-
-
-@dataclass(frozen=True)
-class Strategy:
-    """Filters (applied to the positive-free candidate list) then a selector; ``str()`` is canonical."""
-
-    filters: tuple[Filter, ...]
-    selector: Selector
-
-    def __str__(self) -> str:
-        return "+".join([str(f) for f in self.filters] + [str(self.selector)])
-
-    @property
-    def n(self) -> int:
-        """Number of negatives a full row gets."""
-        return self.selector.n
-
-    @property
-    def is_sampled(self) -> bool:
-        return isinstance(self.selector, (Sampled, Top1Sampled, SimANS))
-
-    @property
-    def auto(self) -> Filter | None:
-        """The filter whose threshold is resolved per pool (``...(auto,coverage=C)``), or None."""
-        return next((f for f in self.filters if is_auto(f)), None)
-
-    @property
-    def treatment(self) -> Treat | None:
-        return next((f for f in self.filters if isinstance(f, Treat)), None)
-
-    def needs(self) -> set[str]:
-        """Per-pool arrays beyond the pool this strategy reads: ``pos_cos`` (posnbr), ``dup`` (dedup)."""
-        fs = list(self.filters) + [g for f in self.filters if isinstance(f, Treat) for g in f.judge]
-        judges = {f"judge:{f.teacher}" for f in self.filters if isinstance(f, Treat) and f.teacher is not None}
-        return ({"pos_cos"} if any(isinstance(f, PosNbr) for f in fs) else set()) | (
-            {"dup"} if any(isinstance(f, Dedup) for f in fs) else set()) | judges
-
-    @property
-    def slug(self) -> str:
-        """A file-name-safe form of the canonical string (only ``[a-z0-9._-]``)."""
-        s = str(self)
-        for a, b in (("top1+sampled", "top1sampled"), ("+", "_"), ("(", "-"), (")", ""), (",", "-"),
-                     ("=", "-")):  # drop-query keeps its hyphen
-            s = s.replace(a, b)
-        return re.sub(r"[^a-z0-9._-]", "-", s.lower())  # a judge teacher may be a hub id (no-op for the rest)
-
+from hardneg.mining.grammar import (AUTO_KINDS, DEFAULT_TREAT_K, FILTER_ORDER, MAX_COUNT, POS_REFS, SELECTORS,
+                                    THRESHOLD_FIELD, TREATMENTS, Abs, Dedup, Filter, MarginPos, NoNegatives, PercPos,
+                                    PosNbr, PosRef, Sampled, Selector, Shift, SimANS, Strategy, Top1Sampled, TopK,
+                                    Treat, is_auto)
+
+__all__ = ["AUTO_KINDS", "DEFAULT_TREAT_K", "FILTER_ORDER", "MAX_COUNT", "POS_REFS", "SELECTORS", "THRESHOLD_FIELD",
+           "TREATMENTS", "Abs", "Dedup", "Filter", "MarginPos", "NoNegatives", "PercPos", "PosNbr", "PosRef", "Sampled",
+           "Selector", "Shift", "SimANS", "Strategy", "Top1Sampled", "TopK", "Treat", "is_auto", "HELP", "TREAT_HELP",
+           "as_strategy", "parse_strategy"]
 
 _TOKEN = re.compile(r"^([a-z0-9_-]+)\s*(?:\((.*)\))?$")
 HELP = ("write filters then one selector joined by '+', e.g. percpos(0.95)+topk(4), shift(10)+topk(4), "
@@ -284,14 +77,14 @@ def _short(v: str, n: int = 40) -> str:
     return v if len(v) <= n else v[:n - 3] + "..."
 
 
-def _split_top(s: str) -> list[str]:
+def _split_outside_parens(s: str, sep: str) -> list[str]:
+    """``s`` split at ``sep`` where no parenthesis is open, parts stripped: the '+' of a strategy (a treatment's
+    judge stays whole), the ',' of a treatment's arguments (a judge such as percpos(0.9,ref=row) stays whole)."""
     parts, depth, cur = [], 0, []
     for ch in s:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == "+" and depth == 0:
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == sep and depth == 0:
             parts.append("".join(cur).strip())
             cur = []
         else:
@@ -369,41 +162,26 @@ class _Args:
         return self.real(v, "temperature", lo=0.0, lo_open=True)
 
 
-def _split_args(text: str) -> list[str]:
-    """Comma-separated arguments at parenthesis depth 0 (a judge such as percpos(0.9,ref=row) stays whole)."""
-    parts, depth, cur = [], 0, []
-    for ch in text:
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "," and depth == 0:
-            parts.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-    parts.append("".join(cur).strip())
-    return parts
-
-
 TREAT_HELP = ("write drop(JUDGE), relabel(JUDGE[,k=10]) or drop-query(JUDGE[,m=1,k=10]) with JUDGE one or more "
               "filters joined by '+' (optionally teacher=T, the judge's teacher), e.g. relabel(percpos(0.98))+topk(4)")
 
 
 def _parse_treatment(name: str, argtext: str, src: str) -> Treat:
-    parts = _split_args(argtext)
+    parts = _split_outside_parens(argtext, ",")
     judge_text, opts = parts[0], parts[1:]
     if not judge_text:
         raise HardnegError(f'bad strategy "{src}": {name} needs a judge (filters)', fix=TREAT_HELP)
     judge: list = []
-    for tok in _split_top(judge_text):
+    for tok in _split_outside_parens(judge_text, "+"):
         f = _parse_token(tok, src)
-        if isinstance(f, (Shift, Treat)) or isinstance(f, _SELECTORS) or is_auto(f):
+        if isinstance(f, (Shift, Treat)) or isinstance(f, SELECTORS) or is_auto(f):
             raise HardnegError(f'bad strategy "{src}": {name}: the judge takes value filters only (abs, marginpos, '
                                f'percpos, posnbr, dedup with fixed thresholds), got "{f}"', fix=TREAT_HELP)
         judge.append(f)
     kinds = [type(f) for f in judge]
     if len(set(kinds)) != len(kinds):
         raise HardnegError(f'bad strategy "{src}": {name}: a judge filter appears twice', fix=TREAT_HELP)
-    judge.sort(key=lambda f: _FILTER_ORDER.index(type(f)))
+    judge.sort(key=lambda f: FILTER_ORDER.index(type(f)))
     allowed = {"drop": ("teacher",), "relabel": ("k", "teacher"), "drop-query": ("m", "k", "teacher")}[name]
     a = _Args("", name, src, allowed)
     for o in opts:
@@ -502,7 +280,7 @@ def parse_strategy(text: str) -> Strategy:
     if not full:
         raise HardnegError("empty strategy", fix=HELP)
     src = _short(full, 120)  # as quoted in errors
-    toks = _split_top(full)
+    toks = _split_outside_parens(full, "+")
     if any(not t for t in toks):
         raise HardnegError(f'bad strategy "{src}": empty part around "+"', fix=HELP)
     items: list[Filter | Selector] = []
@@ -522,10 +300,10 @@ def parse_strategy(text: str) -> Strategy:
             i += 1
     *filters, selector = items
     for f in filters:
-        if not isinstance(f, _FILTER_ORDER):
+        if not isinstance(f, FILTER_ORDER):
             raise HardnegError(f'bad strategy "{src}": "{f}" is a selector; only the last part may be one',
                                fix="write the filters first and one selector last, e.g. shift(10)+topk(4)")
-    if not isinstance(selector, _SELECTORS):
+    if not isinstance(selector, SELECTORS):
         raise HardnegError(f'bad strategy "{src}": it must end with a selector (topk(n), sampled(k,n), '
                            f'top1+sampled(k,n), simans(k,n,a,b) or none)', fix=f"e.g. {src}+topk(4)")
     kinds = [type(f) for f in filters]
@@ -538,5 +316,10 @@ def parse_strategy(text: str) -> Strategy:
     if len(autos) > 1:
         raise HardnegError(f'bad strategy "{src}": only one filter may be auto, got {len(autos)}',
                            fix="give the other thresholds as numbers")
-    filters.sort(key=lambda f: _FILTER_ORDER.index(type(f)))
+    filters.sort(key=lambda f: FILTER_ORDER.index(type(f)))
     return Strategy(tuple(filters), selector)
+
+
+def as_strategy(s: Strategy | str) -> Strategy:
+    """A strategy value as is, a string parsed."""
+    return s if isinstance(s, Strategy) else parse_strategy(s)

@@ -211,40 +211,15 @@ def _bf16_search(q_emb: np.ndarray, shards: list[np.ndarray], k: int, m: int, *,
             for dlo, d in _doc_blocks(shards, doc_block, dim):
                 db = torch.from_numpy(d).to(torch.bfloat16)
                 if qlo == 0:
-                    d64 = d.astype(np.float64)
-                    d_max = max(d_max, float(np.sqrt(np.einsum("ij,ij->i", d64, d64).max())))
-                    r = d64 - db.float().numpy()
-                    d_res_max = max(d_res_max, float(np.sqrt(np.einsum("ij,ij->i", r, r).max())))
-                n_cells = q.shape[0] * d.shape[0]
-                sb = bbuf[:n_cells].view(q.shape[0], d.shape[0])
-                torch.mm(qb, db.T, out=sb)  # [qb, cb] bf16 (fp32 accumulation inside)
-                s = sbuf[:n_cells].view(q.shape[0], d.shape[0])
-                s.copy_(sb)  # fp32: numpy's compare in _above, and topk, are faster on it
-                # As in the fp32 pass: once m candidates are held, only scores >= the running m-th can enter.
-                new = _above(s, best_s.min(dim=1, keepdim=True).values, 4 * m) if best_s.shape[1] == m else None
-                vals, cols = new if new is not None else torch.topk(s, min(m, s.shape[1]), dim=1, sorted=False)
-                cat_s = torch.cat([best_s, vals], dim=1)
-                cat_i = torch.cat([best_i, cols + dlo], dim=1)
-                if cat_s.shape[1] > m:
-                    cat_s, sel = torch.topk(cat_s, m, dim=1, sorted=False)
-                    cat_i = torch.gather(cat_i, 1, sel)
-                best_s, best_i = cat_s, cat_i
+                    norm, res = _doc_bounds(d, db)
+                    d_max, d_res_max = max(d_max, norm), max(d_res_max, res)
+                s = _bf16_scores(qb, db, bbuf, sbuf)
+                best_s, best_i = _keep_top(best_s, best_i, s, dlo, m)
                 bar.update(1)
             cut[qlo:qlo + q.shape[0]] = best_s.min(dim=1).values.numpy()
-            cand = best_i.numpy()  # [qb, m]
-            for lo in range(0, q.shape[0], RESCORE_BLOCK):  # exact fp32 rescoring, a cache-sized chunk at a time
-                rows = np.sort(cand[lo:lo + RESCORE_BLOCK], axis=1)  # [b, m] row ascending: column order = row order
-                docs = torch.from_numpy(_gather_rows(shards, rows, dim))  # [b, m, dim]
-                sc = torch.bmm(docs, torch.from_numpy(q[lo:lo + RESCORE_BLOCK])[:, :, None])[:, :, 0]  # [b, m]
-                vals, cols = _block_topk(sc, k)  # score desc, column (= row) asc
-                out_s[qlo + lo:qlo + lo + rows.shape[0]] = vals.numpy()
-                out_i[qlo + lo:qlo + lo + rows.shape[0]] = np.take_along_axis(rows, cols.numpy(), axis=1)
+            _rescore(q, best_i.numpy(), shards, k, out_s[qlo:qlo + q.shape[0]], out_i[qlo:qlo + q.shape[0]])
     bar.close()
-    q_full = np.linalg.norm(np.asarray(q_emb, dtype=np.float64), axis=1)
-    accumulation = 2 * dim * 2.0 ** -24 * np.maximum(q_full, q_norm) * (d_max * (1 + 2.0 ** -8))
-    half_ulp = np.ldexp(1.0, np.frexp(np.abs(cut))[1] - 9)  # bf16: 8 significant bits
-    eps = q_norm * d_res_max + q_res * d_max + accumulation  # [nq]
-    uncertain = out_s <= (cut + half_ulp + eps)[:, None]  # [nq, k]
+    uncertain, bound = _uncertain_slots(out_s, cut, q_emb, q_norm, q_res, d_max, d_res_max)
     redo = np.flatnonzero(uncertain.any(axis=1))
     if verify and redo.size:
         s2, i2 = exact_search(np.ascontiguousarray(q_emb[redo], dtype=np.float32), shards, k,
@@ -254,8 +229,65 @@ def _bf16_search(q_emb: np.ndarray, shards: list[np.ndarray], k: int, m: int, *,
         stats.update({"first_pass": "bf16", "candidates": m, "queries": nq, "slots": int(uncertain.size),
                       "uncertain_slots": int(uncertain.sum()), "uncertain_queries": int(redo.size),
                       "verified_queries": int(redo.size) if verify else 0,
-                      "eps_max": float((eps + half_ulp).max(initial=0.0))})
+                      "eps_max": float(bound.max(initial=0.0))})
     return out_s, out_i
+
+
+def _doc_bounds(d: np.ndarray, db: torch.Tensor) -> tuple[float, float]:
+    """(max |d|, max |d - bf16(d)|) over the rows of a document block ``d`` [cb, dim] and its bf16 copy ``db``."""
+    d64 = d.astype(np.float64)
+    r = d64 - db.float().numpy()
+    return float(np.sqrt(np.einsum("ij,ij->i", d64, d64).max())), float(np.sqrt(np.einsum("ij,ij->i", r, r).max()))
+
+
+def _bf16_scores(qb: torch.Tensor, db: torch.Tensor, bbuf: torch.Tensor, sbuf: torch.Tensor) -> torch.Tensor:
+    """bf16 products of a query block and a document block (fp32 accumulation inside), widened to fp32 [qb, cb]
+    in the reused buffers (numpy's compare in ``_above``, and topk, are faster on fp32)."""
+    n_cells = qb.shape[0] * db.shape[0]
+    sb = bbuf[:n_cells].view(qb.shape[0], db.shape[0])
+    torch.mm(qb, db.T, out=sb)
+    s = sbuf[:n_cells].view(qb.shape[0], db.shape[0])
+    s.copy_(sb)
+    return s
+
+
+def _keep_top(best_s: torch.Tensor, best_i: torch.Tensor, s: torch.Tensor, dlo: int, m: int
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The running top ``m`` (unsorted) after a block of scores ``s`` whose first column is corpus row ``dlo``."""
+    # As in the fp32 pass: once m candidates are held, only scores >= the running m-th can enter.
+    new = _above(s, best_s.min(dim=1, keepdim=True).values, 4 * m) if best_s.shape[1] == m else None
+    vals, cols = new if new is not None else torch.topk(s, min(m, s.shape[1]), dim=1, sorted=False)
+    cat_s = torch.cat([best_s, vals], dim=1)
+    cat_i = torch.cat([best_i, cols + dlo], dim=1)
+    if cat_s.shape[1] > m:
+        cat_s, sel = torch.topk(cat_s, m, dim=1, sorted=False)
+        cat_i = torch.gather(cat_i, 1, sel)
+    return cat_s, cat_i
+
+
+def _rescore(q: np.ndarray, cand: np.ndarray, shards: list[np.ndarray], k: int, out_s: np.ndarray,
+             out_i: np.ndarray) -> None:
+    """Exact fp32 scores of each query's candidates [qb, m], top ``k`` by the usual rule into ``out_s`` /
+    ``out_i`` [qb, k]; a cache-sized chunk of queries at a time."""
+    for lo in range(0, q.shape[0], RESCORE_BLOCK):
+        rows = np.sort(cand[lo:lo + RESCORE_BLOCK], axis=1)  # [b, m] row ascending: column order = row order
+        docs = torch.from_numpy(_gather_rows(shards, rows, q.shape[1]))  # [b, m, dim]
+        sc = torch.bmm(docs, torch.from_numpy(q[lo:lo + RESCORE_BLOCK])[:, :, None])[:, :, 0]  # [b, m]
+        vals, cols = _block_topk(sc, k)  # score desc, column (= row) asc
+        out_s[lo:lo + rows.shape[0]] = vals.numpy()
+        out_i[lo:lo + rows.shape[0]] = np.take_along_axis(rows, cols.numpy(), axis=1)
+
+
+def _uncertain_slots(out_s: np.ndarray, cut: np.ndarray, q_emb: np.ndarray, q_norm: np.ndarray, q_res: np.ndarray,
+                     d_max: float, d_res_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """(slots [nq, k] whose fp32 score is within the bf16 error of the cut, that error per query [nq]); the bound
+    is ``_bf16_search``'s docstring."""
+    dim = q_emb.shape[1]
+    q_full = np.linalg.norm(np.asarray(q_emb, dtype=np.float64), axis=1)
+    accumulation = 2 * dim * 2.0 ** -24 * np.maximum(q_full, q_norm) * (d_max * (1 + 2.0 ** -8))
+    half_ulp = np.ldexp(1.0, np.frexp(np.abs(cut))[1] - 9)  # bf16: 8 significant bits
+    eps = q_norm * d_res_max + q_res * d_max + accumulation  # [nq]
+    return out_s <= (cut + half_ulp + eps)[:, None], eps + half_ulp
 
 
 def score_pairs(q_emb: np.ndarray, d_emb: DocShards, q_rows: np.ndarray, d_rows: np.ndarray) -> np.ndarray:

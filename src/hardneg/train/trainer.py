@@ -2,8 +2,10 @@
 
 Choices worth knowing (details in ``TrainConfig``):
 
-- Rows become columns ``anchor, positive, negative_1..n``; rows short of n negatives are dropped or padded
-  (``short_rows``), and the counts go to ``train_config.json``.
+- Rows become columns ``anchor, positive, negative_1..n`` (``hardneg.train.rows``); rows short of n negatives
+  are dropped or padded (``short_rows``), and the counts go to ``train_config.json`` (``hardneg.train.records``).
+- One training loop, ``fit_model``: ``fit`` builds a ``TrainingSetup`` (dataset, loss, collator, record) from
+  mined rows; the LLM recipe (``hardneg.llm.stage.fit_stage``) builds one of several sources and calls it too.
 - Query vs document length: the anchor column is tokenized with ``max_length=query_max_length`` and the
   document columns with ``doc_max_length``, through the data collator's per-task ``max_length`` (columns
   mapped to tasks "query"/"document"). Truncation is by the model tokenizer at batch time, so nothing is
@@ -18,16 +20,13 @@ Choices worth knowing (details in ``TrainConfig``):
 """
 from __future__ import annotations
 
-import importlib.metadata
-import math
 import shutil
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import transformers
 from datasets import Dataset
@@ -42,142 +41,11 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from hardneg.encode.models import resolve_model
 from hardneg.errors import HardnegError
-from hardneg.io import atomic_path, write_json
+from hardneg.io import atomic_path
 from hardneg.train.config import TrainConfig
+from hardneg.train.records import library_versions, loss_curve_of, write_records
+from hardneg.train.rows import PreparedRows, prepare_rows, resolve_n_negatives, validate_rows
 from hardneg.train.losses import build_loss
-
-# ---------------------------------------------------------------- mined rows -> fixed-width columns
-
-
-@dataclass(frozen=True)
-class PreparedRows:
-    """Training columns plus what the short-row policy did."""
-
-    columns: dict[str, list[str]]  # anchor, positive, negative_1..n -> texts, one entry per kept row
-    n_negatives: int
-    n_rows_in: int
-    n_rows_used: int
-    n_rows_dropped: int  # short rows removed (policy "drop")
-    n_rows_padded: int  # short rows filled (policy "pad")
-    n_pad_negatives: int  # negatives added by padding, in total
-    n_rows_truncated: int  # rows with more than n negatives, cut to their first n
-    ids: tuple = ()  # per kept row (qid, positive docid, negative docids...): mask_false_negatives=id
-
-    def stats(self) -> dict[str, int]:
-        """The counters, for train_config.json."""
-        return {"n_negatives": self.n_negatives, "rows_in": self.n_rows_in, "rows_used": self.n_rows_used,
-                "rows_dropped": self.n_rows_dropped, "rows_padded": self.n_rows_padded,
-                "pad_negatives": self.n_pad_negatives, "rows_truncated": self.n_rows_truncated}
-
-
-def _row_error(i: int, what: str, where: str) -> HardnegError:
-    return HardnegError(f"row {i + 1}: {what}", where=where, line=i + 1,
-                        fix='each row needs {"qid": str, "query": str, "pos": {"docid", "text"}, '
-                            '"neg": [{"docid", "text"}, ...]} (the mined.jsonl format)')
-
-
-def _validate(rows: Sequence[dict[str, Any]], where: str) -> None:
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise _row_error(i, f"expected an object, got {type(row).__name__}", where)
-        if not isinstance(row.get("qid"), str) or not isinstance(row.get("query"), str):
-            raise _row_error(i, "missing or non-string 'qid'/'query'", where)
-        pos = row.get("pos")
-        if not isinstance(pos, dict) or not isinstance(pos.get("text"), str) or not isinstance(pos.get("docid"), str):
-            raise _row_error(i, "missing or malformed 'pos' (needs string 'docid' and 'text')", where)
-        negs = row.get("neg", [])
-        if not isinstance(negs, list) or not all(
-                isinstance(n, dict) and isinstance(n.get("text"), str) and isinstance(n.get("docid"), str)
-                for n in negs):
-            raise _row_error(i, "malformed 'neg' (needs a list of objects with string 'docid' and 'text')", where)
-
-
-def resolve_n_negatives(rows: Sequence[dict[str, Any]], n_negatives: int | None) -> int:
-    """The column count: the configured n, or the largest negative count of any row."""
-    if n_negatives is not None:
-        return n_negatives
-    return max((len(r.get("neg", [])) for r in rows), default=0)
-
-
-def prepare_rows(rows: Sequence[dict[str, Any]], n_negatives: int, short_rows: str, seed: int,
-                 *, where: str = "training rows") -> PreparedRows:
-    """Give every row exactly ``n_negatives`` negatives: drop or pad short rows, cut long ones to their first n.
-
-    Padding draws, with ``numpy.random.default_rng(seed)``, from the distinct negatives (by docid) of all rows,
-    excluding the row's own positive and negatives and every positive of the same qid.
-    """
-    _validate(rows, where)
-    if short_rows not in ("drop", "pad"):
-        raise HardnegError(f"unknown short_rows policy {short_rows!r}", where=where, fix="use 'drop' or 'pad'")
-    n = n_negatives
-    pool_ids: list[str] = []
-    pool_text: dict[str, str] = {}
-    positives_of: dict[str, set[str]] = {}
-    if short_rows == "pad":
-        for r in rows:
-            positives_of.setdefault(r["qid"], set()).add(r["pos"]["docid"])
-            for neg in r.get("neg", []):
-                if neg["docid"] not in pool_text:
-                    pool_text[neg["docid"]] = neg["text"]
-                    pool_ids.append(neg["docid"])
-    rng = np.random.default_rng(seed)
-    cols: dict[str, list[str]] = {"anchor": [], "positive": []}
-    for j in range(n):
-        cols[f"negative_{j + 1}"] = []
-    dropped = padded = pad_total = truncated = 0
-    row_ids: list[tuple[str, ...]] = []
-    for r in rows:
-        negs = list(r.get("neg", []))
-        if len(negs) > n:
-            negs = negs[:n]
-            truncated += 1
-        texts = [neg["text"] for neg in negs]
-        if len(texts) < n:
-            if short_rows == "drop":
-                dropped += 1
-                continue
-            banned = positives_of[r["qid"]] | {neg["docid"] for neg in negs} | {r["pos"]["docid"]}
-            need = n - len(texts)
-            chosen = _draw(rng, pool_ids, banned, need)
-            if len(chosen) < need:
-                raise HardnegError(
-                    f"cannot pad query {r['qid']!r} to {n} negatives: only {len(chosen)} other negatives exist",
-                    where=where, fix="lower n_negatives or use short_rows='drop'")
-            texts += [pool_text[d] for d in chosen]
-            negs = negs + [{"docid": d} for d in chosen]
-            padded += 1
-            pad_total += need
-        row_ids.append((r["qid"], r["pos"]["docid"], *(neg["docid"] for neg in negs)))
-        cols["anchor"].append(r["query"])
-        cols["positive"].append(r["pos"]["text"])
-        for j, t in enumerate(texts):
-            cols[f"negative_{j + 1}"].append(t)
-    return PreparedRows(columns=cols, n_negatives=n, n_rows_in=len(rows), n_rows_used=len(cols["anchor"]),
-                        n_rows_dropped=dropped, n_rows_padded=padded, n_pad_negatives=pad_total,
-                        n_rows_truncated=truncated, ids=tuple(row_ids))
-
-
-def _draw(rng: np.random.Generator, pool: list[str], banned: set[str], need: int) -> list[str]:
-    """Up to ``need`` distinct pool ids not in ``banned``, uniformly at random (deterministic given rng)."""
-    chosen: list[str] = []
-    seen: set[str] = set()
-    # Rejection sampling costs O(need) draws while the pool is mostly allowed; a full shuffle is the fallback.
-    for _ in range(20 * need + 100):
-        if len(chosen) == need or not pool:
-            return chosen
-        d = pool[int(rng.integers(len(pool)))]
-        if d not in banned and d not in seen:
-            seen.add(d)
-            chosen.append(d)
-    for k in rng.permutation(len(pool)):
-        if len(chosen) == need:
-            break
-        d = pool[int(k)]
-        if d not in banned and d not in seen:
-            seen.add(d)
-            chosen.append(d)
-    return chosen
-
 
 # ---------------------------------------------------------------- model, LoRA, records
 
@@ -277,62 +145,6 @@ def merge_lora(model: SentenceTransformer) -> None:
         del hf.peft_config
     for p in model.parameters():
         p.requires_grad_(True)
-
-
-def library_versions() -> dict[str, str]:
-    out = {}
-    for dist in ("hardneg", "sentence-transformers", "transformers", "torch", "datasets", "accelerate", "peft",
-                 "numpy"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def loss_curve_of(log_history: list[dict[str, Any]]) -> dict[str, list[dict[str, float]]]:
-    """Trainer log history -> {"train": [{step, loss, learning_rate, ...}], "eval": [{step, eval_loss}]}."""
-    train_rows, eval_rows = [], []
-    for rec in log_history:
-        if "loss" in rec:
-            train_rows.append({k: rec[k] for k in ("step", "epoch", "loss", "learning_rate", "grad_norm")
-                               if k in rec})
-        elif "eval_loss" in rec:
-            eval_rows.append({"step": rec["step"], "epoch": rec.get("epoch"), "eval_loss": rec["eval_loss"]})
-    return {"train": train_rows, "eval": eval_rows}
-
-
-def write_records(folder: Path, record: dict[str, Any], curve: dict[str, list[dict[str, float]]]) -> None:
-    """What every training run writes beside its model: train_config.json, loss_curve.json and .png."""
-    write_json(folder / "train_config.json", record)
-    write_json(folder / "loss_curve.json", curve)
-    _plot(curve, folder / "loss_curve.png")
-
-
-def _plot(curve: dict[str, list[dict[str, float]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    steps = [r["step"] for r in curve["train"]]
-    ax.plot(steps, [r["loss"] for r in curve["train"]], marker=".", label="train loss")
-    if curve["eval"]:
-        ax.plot([r["step"] for r in curve["eval"]], [r["eval_loss"] for r in curve["eval"]], marker="o",
-                linestyle="--", label="eval loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    lr_ax = ax.twinx()
-    lr_ax.plot(steps, [r.get("learning_rate", math.nan) for r in curve["train"]], color="grey", alpha=0.5,
-               label="learning rate")
-    lr_ax.set_ylabel("learning rate")
-    lines = ax.get_legend_handles_labels()
-    lr_lines = lr_ax.get_legend_handles_labels()
-    ax.legend(lines[0] + lr_lines[0], lines[1] + lr_lines[1], fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})  # no version stamp: same curve, same bytes
-    plt.close(fig)
 
 
 class EmbeddingTrainer(SentenceTransformerTrainer):
@@ -447,8 +259,7 @@ def _prompts(cfg: TrainConfig, columns: Sequence[str]) -> dict[str, str] | None:
 def fit(rows: Sequence[dict[str, Any]], cfg: TrainConfig, out_dir: Path, *, progress: bool = True,
         eval_rows: Sequence[dict[str, Any]] | None = None) -> TrainResult:
     """Like ``train`` but also returns the in-memory model and the records (for tests and notebooks)."""
-    out_dir = Path(out_dir)
-    _validate(rows, "training rows")
+    validate_rows(rows, "training rows")
     n = resolve_n_negatives(rows, cfg.n_negatives)
     prep = prepare_rows(rows, n, cfg.short_rows, cfg.seed)
     if prep.n_rows_used == 0:
@@ -469,46 +280,86 @@ def fit(rows: Sequence[dict[str, Any]], cfg: TrainConfig, out_dir: Path, *, prog
     model, student_path = load_student(cfg)
     lora_info = add_lora(model, cfg) if cfg.lora else None
     loss = build_loss(model, cfg)
+    record = {
+        "config": cfg.to_dict(),
+        "student_path": student_path,
+        "data": prep.stats(),
+        "eval_data": eval_prep.stats() if eval_prep is not None else None,
+        "loss": {"class": type(loss).__name__, **jsonable(loss.get_config_dict())},
+        "max_length": {"query": cfg.query_max_length, "document": cfg.doc_max_length,
+                       "how": "tokenizer max_length per column (anchor=query, positive/negatives=document)"},
+        "lora": lora_info,
+        "precision": resolve_bf16(cfg),
+    }
+    setup = TrainingSetup(
+        train_dataset=_dataset(prep, cfg), loss=loss, collator=make_collator(model, cfg, list(prep.columns)),
+        record=record, bf16=use_bf16(cfg), checkpointing=cfg.gradient_checkpointing,
+        eval_dataset=_dataset(eval_prep, cfg) if eval_prep is not None else None,
+        args={"per_device_eval_batch_size": cfg.batch_size,
+              "batch_sampler": BatchSamplers.NO_DUPLICATES if cfg.in_batch_negatives else BatchSamplers.BATCH_SAMPLER,
+              "eval_strategy": "steps" if eval_prep is not None and cfg.eval_steps else "no",
+              "eval_steps": cfg.eval_steps if eval_prep is not None else None})
+    return fit_model(model, cfg, out_dir, setup, progress=progress)
 
-    columns = list(prep.columns)
-    collator = make_collator(model, cfg, columns)
 
+@dataclass
+class TrainingSetup:
+    """What ``fit_model`` trains a loaded student on, built by the caller around that student.
+
+    - ``train_dataset``: one ``Dataset`` (columns anchor, positive, negative_1..n), or a ``DatasetDict`` of several
+      sources, in which case the trainer's multi-dataset sampler draws every batch from a single source;
+    - ``loss``: one loss, or ``{source name: loss}`` for a ``DatasetDict``;
+    - ``collator``: ``make_collator`` (per-column prompts and max lengths);
+    - ``record``: the first entries of ``train_config.json`` (``fit_model`` appends ``result`` and ``versions``);
+    - ``bf16``, ``checkpointing``: bf16 autocast and gradient checkpointing in the trainer;
+    - ``eval_dataset``: evaluated every ``cfg.eval_steps`` when ``args`` asks for it, else once at the end;
+    - ``args``: adds to or overrides ``training_arguments`` (``batch_sampler``, ``optim``, ``eval_strategy``...).
+    """
+
+    train_dataset: Any
+    loss: Any
+    collator: SentenceTransformerDataCollator
+    record: dict[str, Any]
+    bf16: bool = False
+    checkpointing: bool = False
+    eval_dataset: Dataset | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_model(model: SentenceTransformer, cfg: TrainConfig, out_dir: str | Path, setup: TrainingSetup, *,
+              progress: bool = True, on_saved: Callable[[SentenceTransformer], dict[str, Any]] | None = None
+              ) -> TrainResult:
+    """Train a loaded ``model`` on ``setup`` with ``cfg``'s schedule; write it (LoRA merged) at ``out_dir``.
+
+    The one training loop of hardneg: ``fit`` (mined rows, one loss) and ``hardneg.llm``'s ``fit_stage``
+    (several sources, a loss each) build their ``TrainingSetup`` and call it. The folder is written atomically
+    (``hardneg.io.atomic_path``): the sentence-transformers model, ``train_config.json`` (``setup.record`` plus
+    ``result``: steps, epochs, loss, seconds; and ``versions``), ``loss_curve.json`` and ``loss_curve.png``.
+    ``on_saved(model)``, called once the model is saved, returns record entries to add or fill in (e.g. a
+    digest of the final weights); a key already in ``setup.record`` keeps its place.
+    """
+    out_dir = Path(out_dir)
     with atomic_path(out_dir, is_dir=True) as tmp:
         work = tmp / "logs"
-        args = training_arguments(
-            cfg, work, collator, progress=progress, checkpointing=cfg.gradient_checkpointing, bf16=use_bf16(cfg),
-            per_device_eval_batch_size=cfg.batch_size,
-            batch_sampler=BatchSamplers.NO_DUPLICATES if cfg.in_batch_negatives else BatchSamplers.BATCH_SAMPLER,
-            eval_strategy="steps" if eval_prep is not None and cfg.eval_steps else "no",
-            eval_steps=cfg.eval_steps if eval_prep is not None else None)
-        trainer = EmbeddingTrainer(
-            model=model, args=args, train_dataset=_dataset(prep, cfg),
-            eval_dataset=_dataset(eval_prep, cfg) if eval_prep is not None else None,
-            loss=loss, data_collator=collator)
+        args = training_arguments(cfg, work, setup.collator, progress=progress, checkpointing=setup.checkpointing,
+                                  bf16=setup.bf16, **setup.args)
+        trainer = EmbeddingTrainer(model=model, args=args, train_dataset=setup.train_dataset,
+                                   eval_dataset=setup.eval_dataset, loss=setup.loss, data_collator=setup.collator)
         result, seconds = run_trainer(trainer, progress)
-        if eval_prep is not None and not cfg.eval_steps:
+        if setup.eval_dataset is not None and not cfg.eval_steps:
             trainer.evaluate()
         curve = loss_curve_of(trainer.state.log_history)
         save_student(model, cfg, tmp, work)
-        record = {
-            "config": cfg.to_dict(),
-            "student_path": student_path,
-            "data": prep.stats(),
-            "eval_data": eval_prep.stats() if eval_prep is not None else None,
-            "loss": {"class": type(loss).__name__, **jsonable(loss.get_config_dict())},
-            "max_length": {"query": cfg.query_max_length, "document": cfg.doc_max_length,
-                           "how": "tokenizer max_length per column (anchor=query, positive/negatives=document)"},
-            "lora": lora_info,
-            "precision": resolve_bf16(cfg),
-            "result": {"steps": int(trainer.state.global_step), "epochs": trainer.state.epoch,
-                       "train_loss": result.training_loss, "train_seconds": round(seconds, 3),
-                       "seconds_per_step": round(seconds / max(1, trainer.state.global_step), 3)},
-            "versions": library_versions(),
-        }
+        steps = int(trainer.state.global_step)
+        record = {**setup.record, **(on_saved(model) if on_saved is not None else {}),
+                  "result": {"steps": steps, "epochs": trainer.state.epoch, "train_loss": result.training_loss,
+                             "train_seconds": round(seconds, 3), "seconds_per_step": round(seconds / max(1, steps), 3)},
+                  "versions": library_versions()}
         write_records(tmp, record, curve)
     return TrainResult(model=model, out_dir=out_dir, record=record, curve=curve)
 
 
 def jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    """A loss's config as JSON values: tuples become lists, anything else non-scalar its ``str``."""
     return {k: (list(v) if isinstance(v, tuple) else v if isinstance(v, (str, int, float, bool, type(None)))
                 else str(v)) for k, v in d.items()}

@@ -1,157 +1,22 @@
-"""``hardneg report``: results.jsonl -> the paper's tables and figures, with variance and significance.
-
-Outputs (all byte-stable for the same input): ``table.md``/``table.csv`` (every grid cell: mean and sd over
-seeds, paired randomisation test against the baseline, naive top-k unless ``--baseline`` says otherwise),
-``best.md`` (best setting per method chosen on dev, reported on test, like the paper's Table 3), ``teachers.md``
-(when several teachers or ensembles ran the same filter: each against the reference teacher, like the paper's
-Tables 1-2), ``sampling.md`` (when the grid samples: each sampled strategy against the same filter's plain
-top-n, the paper's Fig. 2 as a table), ``mining.md`` (per-filter statistics), ``cost.md`` (wall time by stage),
-and figures ``fig1_sweeps.png``, ``fig4_scores.png``, and ``fig2_sampled.png`` when the grid has sampled
-strategies (test nDCG@10 against k, with the same filter's plain top-n as a reference line).
-"""
+"""The ablation tables of ``hardneg report`` (table, best, teachers, sampling, mining, cost) and
+``write_report``, which writes them and the figures."""
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import re
 from collections import defaultdict
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hardneg.data.jsonl import loads_json
-from hardneg.errors import HardnegError
-from hardneg.evaluate.metrics import paired_test
-from hardneg.io import claim_output, read_json, write_bytes, write_text
+from hardneg.io import claim_output, read_json, write_text
 from hardneg.markdown import md_table
 from hardneg.mining.ensemble import split_ensemble
-from hardneg.mining.strategy import (Abs, MarginPos, PercPos, Sampled, Shift, SimANS, Top1Sampled, TopK,
-                                     parse_strategy)
-
-METHOD_NAMES = [("none", "In-batch negatives only"), ("topk", "Naive Top-K"), ("shift", "Top-K shifted by N"),
-                ("abs", "TopK-Abs"), ("marginpos", "TopK-MarginPos"), ("percpos", "TopK-PercPos"),
-                ("sampled", "Sampled Top-k"), ("top1sampled", "Top-1 + sampled Top-k"),
-                ("posnbr", "TopK-PosNbr (neighbour of a positive)"), ("dedup", "TopK-Dedup"),
-                ("simans", "SimANS"), ("drop", "Judge + drop"), ("relabel", "Judge + relabel (RLHN-style)"),
-                ("drop-query", "Judge + drop query"), ("ensemble", "Teacher ensemble")]
-
-
-def method_of(strategy: str) -> tuple[str, str]:
-    """(method key, parameter text) in the paper's terms: the last filter names the method, sampling adds to it."""
-    base, ens = split_ensemble(strategy)
-    if ens is not None:
-        return "ensemble", str(ens)[len("ensemble("):-1] + f" on {base}"
-    st = parse_strategy(strategy)
-    sel = st.selector
-    if isinstance(sel, Top1Sampled):
-        return "top1sampled", f"k={sel.k}"
-    if isinstance(sel, Sampled):
-        return "sampled", f"k={sel.k}"
-    if isinstance(sel, SimANS):
-        return "simans", str(sel)[len("simans("):-1]
-    if not isinstance(sel, TopK):
-        return "none", ""
-    if not st.filters:
-        return "topk", ""
-    f = st.filters[-1]
-    fmt = {Shift: lambda: f"N={f.n}", Abs: lambda: f"{f.t:g}", MarginPos: lambda: f"{f.m:g}",
-           PercPos: lambda: f"{f.p * 100:g}%"}.get(type(f))
-    if fmt is None or any(getattr(f, a, 0) is None for a in ("t", "m", "p")):  # later families, auto thresholds
-        text = str(f)
-        key = text.split("(", 1)[0]
-        return key, text[len(key) + 1:-1] if "(" in text else ""
-    param = fmt()
-    if getattr(f, "ref", "min") != "min":
-        param += f" ref={f.ref}"
-    return type(f).__name__.lower(), param
-
-
-def unsampled(strategy: str) -> str | None:
-    """The same filters keeping the top n instead of sampling n of the top k (Fig. 2's reference): for
-    ``percpos(0.95)+top1+sampled(10,4)`` it is ``percpos(0.95)+topk(4)``; None for a strategy that does not sample."""
-    if split_ensemble(strategy)[1] is not None:
-        return None
-    st = parse_strategy(strategy)
-    return str(replace(st, selector=TopK(st.selector.n))) if st.is_sampled else None
-
-
-def sampling_pairs(rows: list[dict]) -> list[tuple[dict, dict]]:
-    """(sampled row, reference row) for every row that samples and whose (teacher, student) also ran the same
-    filter keeping its top n. Grid strategies are stored in canonical form (``hardneg ablate`` writes
-    ``str(parse_plan(...))``), the form ``unsampled`` returns."""
-    by = {(r["teacher"], r["student"], r["strategy"]): r for r in rows}
-    return [(r, by[k]) for r in rows if (k := (r["teacher"], r["student"], unsampled(r["strategy"]))) in by]
-
-
-def sampling_references(rows: list[dict]) -> list[tuple[str, tuple[float, float]]]:
-    """Fig. 2's reference lines: each row some sampled row is compared with, as (label, test nDCG@10 (mean, sd))."""
-    refs = {id(ref) for _, ref in sampling_pairs(rows)}
-    return [(f"{r['strategy']}, no sampling ({r['teacher']})", r["test ndcg@10"]) for r in rows
-            if id(r) in refs and "test ndcg@10" in r]
-
-
-RECORD_KEYS = ("key", "point", "metrics")
-
-
-def read_results(path: str | Path) -> list[dict]:
-    """Records of results.jsonl (a torn last line from a killed run is skipped); anything else is refused."""
-    p = Path(path)
-    if not p.is_file():
-        raise HardnegError("results file not found", where=p, fix="pass the results.jsonl written by `hardneg ablate`")
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise HardnegError("bytes that are not UTF-8", where=p, fix="pass the results.jsonl written by "
-                                                                     "`hardneg ablate`") from None
-    out = []
-    for i, line in enumerate(lines, 1):
-        try:
-            rec = loads_json(line, where=p, line=i, fix="remove the line and rerun the ablation")
-        except HardnegError:
-            if i != len(lines):
-                raise
-            continue  # the torn last line of a killed run
-        if not isinstance(rec, dict) or any(k not in rec for k in RECORD_KEYS):
-            raise HardnegError(f"not an ablation record (needs {', '.join(RECORD_KEYS)})", where=p, line=i,
-                               fix="pass the results.jsonl written by `hardneg ablate`, not a mined or other file")
-        out.append(rec)
-    if not out:
-        raise HardnegError("no results yet", where=p, fix="run `hardneg ablate` first")
-    return out
-
-
-def fmt_cell(mean: float, sd: float | None) -> str:
-    return f"{mean:.4f}" if sd is None or math.isnan(sd) else f"{mean:.4f} ± {sd:.4f}"
-
-
-def mean_sd(xs: list[float]) -> tuple[float, float]:
-    a = np.asarray(xs, dtype=np.float64)
-    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else float("nan")
-
-
-def _per_query_mean(recs: list[dict], split: str, metric: str, qids: list[str] | None = None) -> dict[str, float]:
-    """Per-query metric of the fine-tuned model averaged over the records (seeds)."""
-    pq = [r["per_query"][split]["finetuned"] for r in recs]
-    keys = qids if qids is not None else sorted(pq[0])
-    return {q: float(np.mean([p[q][metric] for p in pq])) for q in keys}
-
-
-def paired_over_seeds(a: list[dict], b: list[dict], qids: list[str] | None = None) -> dict[str, Any] | None:
-    """Paired randomisation test of test nDCG@10, ``b`` vs ``a`` (records of two cells), over the seeds both ran:
-    per-query values averaged over those seeds, 10,000 sign flips, seed 0. None if they share no seed."""
-    seeds = sorted({r["point"]["seed"] for r in a} & {r["point"]["seed"] for r in b})
-    if not seeds:
-        return None
-    ra = [r for r in a if r["point"]["seed"] in seeds]
-    rb = [r for r in b if r["point"]["seed"] in seeds]
-    t = paired_test(_per_query_mean(ra, "test", "ndcg@10", qids), _per_query_mean(rb, "test", "ndcg@10", qids),
-                    n_resamples=10000, seed=0)
-    return {"diff": t["mean_diff"], "p": t["p_value"], "ci": [t["ci_low"], t["ci_high"]], "seeds": seeds}
-
+from hardneg.report.common import cell, mean_sd, paired_over_seeds, q50_text, read_results, sig_mark, sig_text
+from hardneg.report.figures import plot_scores, plot_sweeps
+from hardneg.report.methods import METHOD_NAMES, method_of, sampling_pairs, sort_key
 
 def summarise(records: list[dict], unseen: list[str], baseline: str = "topk(4)") -> list[dict]:
     """One row per (teacher, student, strategy): means/sds over seeds, the test against the baseline, and the
@@ -194,14 +59,6 @@ def summarise(records: list[dict], unseen: list[str], baseline: str = "topk(4)")
     return rows
 
 
-def sort_key(k: tuple[str, str, str]) -> tuple:
-    teacher, student, strategy = k
-    m, param = method_of(strategy)
-    order = [x for x, _ in METHOD_NAMES].index(m)
-    num = [float(x) for x in re.findall(r"[-+]?\d*\.?\d+", param)] or [0.0]
-    return teacher, student, order, num, strategy
-
-
 def base_metrics(records: list[dict], unseen: list[str]) -> dict[tuple[str, str], dict]:
     """Metrics of each base (not fine-tuned) student; identical across the points that share it."""
     out = {}
@@ -216,23 +73,6 @@ def base_metrics(records: list[dict], unseen: list[str]) -> dict[tuple[str, str]
             m["unseen ndcg@10"] = float(np.mean([r["per_query"]["test"]["base"][q]["ndcg@10"] for q in unseen]))
         out[s] = m
     return out
-
-
-def _cell(row: dict, k: str) -> str:
-    v = row.get(k)
-    return "" if v is None else fmt_cell(*v)
-
-
-def sig_mark(row: dict, k: str) -> str:
-    return _sig_of(row.get(k))
-
-
-def _sig_of(v: dict | None) -> str:
-    """A paired test result as ``+0.0123 (p=0.045)*``; empty for None."""
-    if not v:
-        return ""
-    star = "*" if v["p"] < 0.05 else ""
-    return f"{v['diff']:+.4f} (p={v['p']:.3f}){star}"
 
 
 COLUMNS = ["teacher", "method", "config", "strategy", "seeds", "dev ndcg@10", "test ndcg@10", "vs naive test",
@@ -250,14 +90,14 @@ def table_markdown(rows: list[dict], bases: dict, n_unseen: int) -> str:
              f"{m['test ndcg@10']:.4f}", "", f"{m['test recall@100']:.4f}", f"{m.get('unseen ndcg@10', nan):.4f}", ""]
             for student, m in bases.items()]
     body += [[r["teacher"], r["method"], r["config"], f"`{r['strategy']}`", str(len(r["seeds"])),
-              _cell(r, "dev ndcg@10"), _cell(r, "test ndcg@10"), sig_mark(r, "vs naive test"),
-              _cell(r, "test recall@100"), _cell(r, "unseen ndcg@10"), sig_mark(r, "vs naive unseen")] for r in rows]
+              cell(r, "dev ndcg@10"), cell(r, "test ndcg@10"), sig_mark(r, "vs naive test"),
+              cell(r, "test recall@100"), cell(r, "unseen ndcg@10"), sig_mark(r, "vs naive unseen")] for r in rows]
     columns = COLUMNS
     if _has_judged(rows):  # after test recall@100; "–" for a cell whose records predate Judged@10
         at = COLUMNS.index("test recall@100") + 1
         columns = COLUMNS[:at] + ["test judged@10"] + COLUMNS[at:]
         cells = [("–" if "test judged@10" not in m else f"{m['test judged@10']:.4f}") for m in bases.values()]
-        cells += [_cell(r, "test judged@10") or "–" for r in rows]
+        cells += [cell(r, "test judged@10") or "–" for r in rows]
         body = [b[:at] + [c] + b[at:] for b, c in zip(body, cells)]
     lines = md_table(columns, body)
     lines.append("")
@@ -301,8 +141,8 @@ def best_markdown(rows: list[dict]) -> str:
             best[k] = r
     lines = md_table(["teacher", "method", "config (chosen on dev)", "dev nDCG@10", "test nDCG@10", "vs naive (test)",
                       "test Recall@100"],
-                     [[teacher, method, r["config"] or "–", _cell(r, "dev ndcg@10"), _cell(r, "test ndcg@10"),
-                       sig_mark(r, "vs naive test"), _cell(r, "test recall@100")] for (teacher, method), r in best.items()])
+                     [[teacher, method, r["config"] or "–", cell(r, "dev ndcg@10"), cell(r, "test ndcg@10"),
+                       sig_mark(r, "vs naive test"), cell(r, "test recall@100")] for (teacher, method), r in best.items()])
     return "\n".join(lines) + "\n"
 
 
@@ -321,9 +161,9 @@ def teachers_markdown(rows: list[dict], baseline: str = "topk(4)") -> str | None
             continue
         for r in [refrow] + [r for r in grp if r is not refrow]:
             ens = split_ensemble(r["strategy"])[1]
-            vs = "(reference)" if r is refrow else _sig_of(paired_over_seeds(refrow["records"], r["records"]))
+            vs = "(reference)" if r is refrow else sig_text(paired_over_seeds(refrow["records"], r["records"]))
             body.append([f"`{filt}`", r["teacher"] + (f" {ens}" if ens else ""), len(r["seeds"]),
-                         _cell(r, "dev ndcg@10"), _cell(r, "test ndcg@10"), vs, _cell(r, "test recall@100"),
+                         cell(r, "dev ndcg@10"), cell(r, "test ndcg@10"), vs, cell(r, "test recall@100"),
                          r["records"][0]["mining"].get("rows_empty", "–")])
     if not body:
         return None
@@ -336,19 +176,14 @@ def teachers_markdown(rows: list[dict], baseline: str = "topk(4)") -> str | None
     return "\n".join(lines) + "\n"
 
 
-def _q50(quantiles: dict | None) -> str:
-    """The median of a mining-statistics quantile dict; "–" when there was nothing to measure."""
-    return "–" if not quantiles or quantiles.get("q50") is None else f"{quantiles['q50']:.3f}"
-
-
 def sampling_markdown(rows: list[dict]) -> str | None:
     """Fig. 2 as a table: each sampled strategy against the same filter keeping its top n (same teacher and
     student), tested over the seeds both ran, with the median score of the hardest negative each one trains on
     (first seed's mining). None when no sampled strategy has its reference in the grid."""
-    q50 = lambda row: _q50(row["records"][0]["mining"].get("top1_neg_score"))  # noqa: E731
-    body = [[r["teacher"], r["method"], r["config"], f"`{r['strategy']}`", len(r["seeds"]), _cell(r, "test ndcg@10"),
-             q50(r), f"`{ref['strategy']}`", _cell(ref, "test ndcg@10"), q50(ref),
-             _sig_of(paired_over_seeds(ref["records"], r["records"]))] for r, ref in sampling_pairs(rows)]
+    q50 = lambda row: q50_text(row["records"][0]["mining"].get("top1_neg_score"))  # noqa: E731
+    body = [[r["teacher"], r["method"], r["config"], f"`{r['strategy']}`", len(r["seeds"]), cell(r, "test ndcg@10"),
+             q50(r), f"`{ref['strategy']}`", cell(ref, "test ndcg@10"), q50(ref),
+             sig_text(paired_over_seeds(ref["records"], r["records"]))] for r, ref in sampling_pairs(rows)]
     if not body:
         return None
     lines = md_table(["teacher", "method", "config", "strategy", "seeds", "test nDCG@10", "hardest neg q50",
@@ -366,7 +201,7 @@ def mining_markdown(records: list[dict]) -> str:
         seen.setdefault((r["point"]["teacher"], r["point"]["strategy"]), r["mining"])
     body = [[teacher, f"`{strategy}`", s["rows"], s["rows_short"], s["rows_empty"],
              ", ".join(f"{k}: {v:.1f}" for k, v in s.get("removed_per_row", {}).items()) or "–",
-             _q50(s.get("pos_score")), _q50(s.get("top1_neg_score")), _q50(s.get("pos_minus_top1_neg")),
+             q50_text(s.get("pos_score")), q50_text(s.get("top1_neg_score")), q50_text(s.get("pos_minus_top1_neg")),
              s.get("top1_neg_above_pos", "–")]
             for (teacher, strategy), s in sorted(seen.items(), key=lambda kv: sort_key((kv[0][0], "", kv[0][1])))]
     columns = ["teacher", "strategy", "rows", "short of n", "empty", "removed per row (by filter)", "pos q50",
@@ -419,108 +254,6 @@ def cost_markdown(records: list[dict]) -> str:
                   f"the train stage's own time was carried over; at the median training time that is about "
                   f"{untimed * float(np.median(trained)):.0f} s more."]
     return "\n".join(lines) + "\n"
-
-
-def savefig(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})  # no version stamp: byte-stable
-    write_bytes(path, buf.getvalue())
-
-
-def plot_sweeps(rows: list[dict], out: Path) -> list[str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    specs = [("Top-K shifted by N", "shift N", r"N=(\d+)"), ("TopK-Abs", "absolute threshold", r"^([\d.]+)$"),
-             ("TopK-MarginPos", "margin", r"^([\d.]+)$"), ("TopK-PercPos", "percentage of positive score", r"^([\d.]+)%$")]
-    teachers = sorted({r["teacher"] for r in rows})
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), sharey=True)
-    for ax, (method, xlabel, rx) in zip(axes, specs):
-        for t in teachers:
-            pts = []
-            for r in rows:
-                m = re.match(rx, r["config"]) if r["teacher"] == t and r["method"] == method else None
-                if m and "test ndcg@10" in r:
-                    pts.append((float(m.group(1)), *r["test ndcg@10"]))
-            naive = [r for r in rows if r["teacher"] == t and r["strategy"] == "topk(4)" and "test ndcg@10" in r]
-            if naive:
-                ax.axhline(naive[0]["test ndcg@10"][0], ls="--", lw=1, color="gray", label=f"naive ({t})")
-            if pts:
-                pts.sort()
-                x, y, sd = zip(*pts)
-                ax.errorbar(x, y, yerr=[0 if math.isnan(s) else s for s in sd], marker="o", capsize=3, label=t,
-                            color=f"C{teachers.index(t)}")  # one colour per teacher across the panels
-        ax.set_title(method)
-        ax.set_xlabel(xlabel)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test nDCG@10 (mean ± sd over seeds)")
-    legend = {lab: h for ax in axes for h, lab in zip(*ax.get_legend_handles_labels())}  # every panel's teachers
-    axes[-1].legend(legend.values(), legend.keys(), fontsize=7)
-    fig.tight_layout()
-    savefig(fig, out / "fig1_sweeps.png")
-    plt.close(fig)
-    written.append("fig1_sweeps.png")
-
-    samp = [r for r in rows if r["method"] in ("Sampled Top-k", "Top-1 + sampled Top-k") and "test ndcg@10" in r]
-    if samp:
-        k_of = lambda r: float(r["config"].split("=")[1])  # noqa: E731  config "k=10"
-        fig, ax = plt.subplots(figsize=(5, 3.6))
-        for (t, method) in sorted({(r["teacher"], r["method"]) for r in samp}):
-            pts = sorted((k_of(r), *r["test ndcg@10"]) for r in samp if r["teacher"] == t and r["method"] == method)
-            x, y, sd = zip(*pts)
-            ax.errorbar(x, y, yerr=[0 if math.isnan(s) else s for s in sd], marker="o", capsize=3, label=f"{method} ({t})")
-        for label, (y, sd) in sampling_references(rows):
-            line = ax.axhline(y, ls="--", lw=1, color="grey", label=label)
-            if not math.isnan(sd):
-                ax.axhspan(y - sd, y + sd, color=line.get_color(), alpha=0.12, lw=0)
-        ax.set_xticks(sorted({k_of(r) for r in samp}))
-        ax.set_xlabel("k (sample 4 of the top-k survivors)")
-        ax.set_ylabel("test nDCG@10")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        savefig(fig, out / "fig2_sampled.png")
-        plt.close(fig)
-        written.append("fig2_sampled.png")
-    return written
-
-
-def plot_scores(records: list[dict], out: Path, a: str = "topk(4)", b: str = "percpos(0.95)+topk(4)") -> list[str]:
-    """The paper's Fig. 4: positive vs top-1 negative scores, and their difference, naive vs PercPos."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    stats = {}
-    for r in records:
-        if r["point"]["strategy"] in (a, b):
-            stats.setdefault(r["point"]["strategy"], r["mining"])
-    if len(stats) < 2:
-        return []
-    edges = np.asarray(stats[a]["hist"]["edges"])
-    centers = (edges[:-1] + edges[1:]) / 2
-    width = edges[1] - edges[0]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-    panels = [("(a) positive vs top-1 negative score", [("pos", a, "positive"), ("top1_neg", a, f"top-1 neg, {a}"),
-                                                         ("top1_neg", b, f"top-1 neg, {b}")]),
-              ("(b) positive − top-1 negative", [("pos_minus_top1_neg", a, a), ("pos_minus_top1_neg", b, b)])]
-    for ax, (title, series) in zip(axes[:2], panels):
-        for key, strat, label in series:
-            ax.bar(centers, stats[strat]["hist"][key], width=width, alpha=0.5, label=label)
-        ax.set_title(title)
-        ax.legend(fontsize=7)
-    ax = axes[2]
-    for strat in (a, b):
-        s = stats[strat]
-        ax.bar([strat], [s["top1_neg_above_pos"]], alpha=0.7)
-    ax.set_title("(c) rows: top-1 negative > positive")
-    ax.tick_params(axis="x", labelsize=7)
-    fig.tight_layout()
-    savefig(fig, out / "fig4_scores.png")
-    plt.close(fig)
-    return ["fig4_scores.png"]
 
 
 def write_report(results: str | Path, out: str | Path, *, baseline: str = "topk(4)") -> list[str]:

@@ -29,7 +29,8 @@ import numpy as np
 from hardneg.errors import HardnegError
 from hardneg.io import claim_output, write_text
 from hardneg.markdown import md_table
-from hardneg.report import fmt_cell, mean_sd, savefig, sig_mark, sort_key, paired_over_seeds, read_results
+from hardneg.report.common import fmt_cell, mean_sd, paired_over_seeds, read_results, savefig, sig_mark
+from hardneg.report.methods import sort_key
 
 TRAP_KEYS = ("trap_recall", "rows_with_trap", "trap_share_all", "real_kept")
 
