@@ -19,10 +19,11 @@ if [ "${1:-}" = "report" ]; then
   pub fn-scifact-r30 false-negatives/r30
   pub fn-scifact-r60 false-negatives/r60
   pub ablate-nfcorpus-thin nfcorpus-thin
-  pub ablate-nfcorpus-thin-remine nfcorpus-thin/remine
+  pub ablate-nfcorpus-thin-remine nfcorpus-thin-remine
+  pub ablate-nfcorpus-thin-mask nfcorpus-thin-mask
   pub ablate-nfcorpus-ref nfcorpus-ref
   pub ablate-scifact-bf16 scifact-bf16
-  for d in scifact false-negatives/r30 false-negatives/r60 nfcorpus-thin nfcorpus-thin/remine nfcorpus-ref scifact-bf16; do
+  for d in scifact false-negatives/r30 false-negatives/r60 nfcorpus-thin nfcorpus-thin-remine nfcorpus-thin-mask nfcorpus-ref scifact-bf16; do
     [ -f "reports/$d/results.jsonl" ] && $HN report "reports/$d/results.jsonl" --out "reports/$d" -q
   done
   rates=(--rate 0=reports/scifact/results.jsonl)
@@ -44,7 +45,8 @@ seed fn-scifact-r30 false-negatives/r30
 seed fn-scifact-r60 false-negatives/r60
 seed ablate-scifact-bf16 scifact-bf16
 seed ablate-nfcorpus-thin nfcorpus-thin
-seed ablate-nfcorpus-thin-remine nfcorpus-thin/remine
+seed ablate-nfcorpus-thin-remine nfcorpus-thin-remine
+seed ablate-nfcorpus-thin-mask nfcorpus-thin-mask
 # Points are run in priority order (each slice resumes; later slices skip what earlier ones finished): the
 # false-negative study at seed 0 (rates 0.3, 0.6), the four strategies it shares with the main study at seeds 0
 # and 1 (rate 0), the false-negative study at seed 1, the teachers and ensembles at seed 0, the shared four at
@@ -60,9 +62,23 @@ ab() { nice -n 5 $HN ablate "$@" >> "$R/$(basename "$1" .toml).log" 2>&1; }
 ab configs/ablate-nfcorpus-thin.toml --seed 0
 ab configs/ablate-nfcorpus-thin.toml --strategy "topk(4)" --strategy "percpos(0.95)+topk(4)"
 ab configs/ablate-nfcorpus-thin.toml
-# One re-mining round for naive and the filter: the student a round-1 point fine-tuned becomes the teacher (its
-# stage folder, linked as ~/hardneg-runs/remine/<strategy>-s<seed>), mines again with the same strategy, and a fresh
-# MiniLM trains on that. Results: ~/hardneg-runs/ablate-nfcorpus-thin-remine (teacher column = the link).
+# Settings chosen on dev, never on test: the strategy (other than none and naive topk(4)) with the best mean dev
+# nDCG@10 over the seeds it has, among the points finished so far.
+best_on_dev() {  # results folder -> canonical strategy
+  .venv/bin/python - "$@" <<'PY'
+import json, sys
+from collections import defaultdict
+from pathlib import Path
+f = Path(sys.argv[1]).expanduser() / "results.jsonl"
+dev = defaultdict(list)
+for line in f.read_text().splitlines() if f.is_file() else []:
+    r = json.loads(line)
+    if r["point"]["strategy"] not in ("none", "topk(4)"):
+        dev[r["point"]["strategy"]].append(r["metrics"]["dev"]["finetuned"]["ndcg@10"])
+if dev:
+    print(max(sorted(dev), key=lambda s: sum(dev[s]) / len(dev[s])))
+PY
+}
 student_of() {  # the train stage folder of (results folder, strategy, seed), or nothing
   .venv/bin/python - "$@" <<'PY'
 import json, sys
@@ -76,9 +92,17 @@ for line in (out / "results.jsonl").read_text().splitlines() if (out / "results.
         break
 PY
 }
+BEST=$(best_on_dev "$R/ablate-nfcorpus-thin")
+# In-batch false-negative masking (score(0.1): Qwen3-Embedding's margin) on the dev-best strategy, 3 seeds.
+[ -n "$BEST" ] && ab configs/ablate-nfcorpus-thin.toml "grid.strategies=\"$BEST\"" 'train.mask_false_negatives="score(0.1)"' \
+  "run.out=\"$R/ablate-nfcorpus-thin-mask\""
+# One re-mining round for naive and the dev-best strategy: the student a round-1 point fine-tuned becomes the
+# teacher (its stage folder, linked as ~/hardneg-runs/remine/<strategy>-s<seed>), mines again with the same
+# strategy, and a fresh MiniLM trains on that. Results: ~/hardneg-runs/ablate-nfcorpus-thin-remine.
 mkdir -p "$R/remine"
 for seed in 0 1 2; do
-  for s in "topk(4)" "percpos(0.95)+topk(4)"; do
+  for s in "topk(4)" "$BEST"; do
+    [ -n "$s" ] || continue
     d=$(student_of "$R/ablate-nfcorpus-thin" "$s" $seed); [ -n "$d" ] || continue
     link="$R/remine/$(echo "$s" | tr -c 'a-z0-9.\n' '-' | sed 's/-*$//')-s$seed"; ln -sfn "$d" "$link"
     nice -n 5 $HN ablate configs/ablate-nfcorpus-thin.toml "grid.teachers=\"$link\"" "grid.strategies=\"$s\"" \

@@ -31,6 +31,7 @@ BASE: dict[str, dict[str, dict]] = {
     "browse": {"browse": {"mined": ["m.jsonl"], "out": "b.html"}},
     "run": {},
     "ablate": {"grid": {"strategies": ["topk(1)"]}},
+    "recipe": {"model": {"base": "b"}, "stage1": {"data": [{"mined": "m.jsonl"}]}},
 }
 # Valid non-default values where the generic ones (below) would be rejected by validation.
 SAMPLES = {
@@ -39,19 +40,37 @@ SAMPLES = {
     ("teacher", "model"): "hash", ("teacher", "dtype"): "float16", ("teacher", "backend"): "onnx",
     ("teacher", "precision"): "bf16", ("evaluate", "precision"): "bf16", ("evaluate", "splits"): ("test",),
     ("mine", "strategy"): "topk(2)", ("search", "backend"): "faiss-ivf", ("search", "ray_address"): "auto",
+    ("encode", "backend"): "ray", ("encode", "ray_address"): "auto",
     ("data", "dev"): 0.2, ("grid", "strategies"): ("topk(2)", "topk(3)"), ("grid", "teachers"): ("hash", "hash:32"),
+}
+
+_STAGE = {"short_rows": "pad", "loss": "cached_infonce", "bf16": True, "mask_false_negatives": "id",
+          "report_to": ("tensorboard",), "weights_dtype": "float32", "sampler": "round_robin",
+          "attn_implementation": "eager", "lora": False}  # lora: on by default in the recipe
+# The recipe's tables, where they differ from run's (its [train] is TrainConfig + LLMTrainExtras, bf16 "auto" is
+# already the default there; a stage table takes the same keys and its sources).
+RECIPE_SAMPLES = {
+    **{(t, k): v for t in ("train", "stage1", "stage2") for k, v in _STAGE.items()},
+    ("model", "dtype"): "float32", ("model", "attn_implementation"): "eager", ("mine", "teacher"): "hash",
+    ("stage1", "data"): ({"mined": "a.jsonl", "max_rows": 5}, {"mined": "n.jsonl", "name": "n"}),
+    ("stage2", "data"): ({"mined": "c.jsonl", "kind": "sts", "instruction": "Retrieve similar text"},),
+    ("evaluate", "models"): ("base",), ("evaluate", "splits"): {"msmarco": "dev"},
+    ("evaluate", "instructions"): {"scifact": "Find the evidence"},
 }
 
 # Settings that only count together with another one (the base file of those cases gets it).
 CONTEXT = {("teacher", "backend"): {"teacher": {"model": "minilm-int8"}},
            **{("search", k): {"search": {"backend": "faiss-ivf"}} for k in ("nlist", "nprobe")},
            **{("search", k): {"search": {"backend": "faiss-hnsw"}} for k in ("hnsw_m", "ef_search")},
-           ("search", "ray_address"): {"search": {"backend": "ray"}}}
+           ("search", "ray_address"): {"search": {"backend": "ray"}},
+           **{("encode", k): {"encode": {"backend": "ray"}}
+              for k in ("ray_address", "workers", "cpus_per_worker", "chunk_size")}}
 
 
-def sample(f: Field):
-    if (f.table, f.name) in SAMPLES:
-        v = SAMPLES[f.table, f.name]
+def sample(verb: str, f: Field):
+    samples = {**SAMPLES, **RECIPE_SAMPLES} if verb == "recipe" else SAMPLES
+    if (f.table, f.name) in samples:
+        v = samples[f.table, f.name]
         return (v,) if f.multi and isinstance(v, str) else v
     if f.multi:
         return (1, 2) if f.kind == "int" else ("a-value", "b-value")
@@ -64,7 +83,7 @@ def flag_args(f: Field, bare: bool, value) -> list[str]:
     key = f.name.replace("_", "-") if bare else f"{f.table}.{f.name.replace('_', '-')}"
     if f.kind == "bool":
         return [f"--{key}" if value else f"--no-{key}"]
-    return [x for v in (value if f.multi else (value,)) for x in (f"--{key}", str(v))]
+    return [x for v in (value if f.multi else (value,)) for x in (f"--{key}", v if isinstance(v, str) else toml(v))]
 
 
 def resolve(verb: str, args: list[str]):
@@ -74,11 +93,20 @@ def resolve(verb: str, args: list[str]):
     return plain(verbs.resolve(verb, config, overrides, flags))
 
 
+def toml(value) -> str:
+    """A value as TOML text (tables inline)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml(v) for v in value) + "]"
+    return json.dumps(value)
+
+
 def toml_file(path: Path, tables: dict) -> Path:
     lines = []
     for table, values in tables.items():
         lines.append(f'["{table}"]' if "-" in table else f"[{table}]")
-        lines += [f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in values.items()]
+        lines += [f"{k} = {toml(v)}" for k, v in values.items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -86,14 +114,14 @@ def toml_file(path: Path, tables: dict) -> Path:
 CASES = [(verb, t.bare, f) for verb, tables in verbs.TABLES.items() for t in tables for f in t.fields()]
 
 
-def test_every_verb_but_recipe_has_config_tables():
-    assert set(BASE) == {v for v, t in verbs.TABLES.items() if t}
-    assert {"mine", "evaluate", "train", "diagnose", "run", "ablate"} <= set(BASE)
+def test_every_verb_has_config_tables():
+    assert set(BASE) == set(verbs.TABLES) and all(verbs.TABLES.values())
+    assert {"mine", "evaluate", "train", "diagnose", "run", "ablate", "recipe"} <= set(BASE)
 
 
 @pytest.mark.parametrize("verb,bare,f", CASES, ids=[f"{v}-{f.table}.{f.name}" for v, _, f in CASES])
 def test_field_is_settable_by_flag_toml_key_and_override_alike(verb, bare, f, tmp_path):
-    value = sample(f)
+    value = sample(verb, f)
     base = {t: dict(v) for t, v in BASE[verb].items()}
     for t, v in CONTEXT.get((f.table, f.name), {}).items():
         base.setdefault(t, {}).update(v)
@@ -102,7 +130,7 @@ def test_field_is_settable_by_flag_toml_key_and_override_alike(verb, bare, f, tm
     default = resolve(verb, ["--config", str(plain_file)])
     by_flag = resolve(verb, ["--config", str(plain_file), *flag_args(f, bare, value)])
     by_key = resolve(verb, ["--config", str(with_key)])
-    override = f"{f.table}.{f.name}={json.dumps(list(value) if isinstance(value, tuple) else value)}"
+    override = f"{f.table}.{f.name}={toml(value)}"
     by_override = resolve(verb, ["--config", str(plain_file), override])
     assert by_flag == by_key == by_override
     if (f.table, f.name) != ("teacher", "backend"):  # onnx is the only backend of minilm-int8 (set by the model)
@@ -113,11 +141,15 @@ def test_every_field_has_help_and_the_source_reader_matches_the_dataclasses():
     for verb, tables in verbs.TABLES.items():
         for t in tables:
             fields = t.fields()
-            real = [x for ref in t.classes for x in dataclasses.fields(_cls(ref))]
-            assert [f.name for f in fields] == [x.name for x in real], (verb, t.name)
-            for f, x in zip(fields, real):
+            real = {}  # a name two classes share is the first one's; excluded names are no keys
+            for x in (x for ref in t.classes for x in dataclasses.fields(_cls(ref)) if x.name not in t.exclude):
+                real.setdefault(x.name, x)
+            assert [f.name for f in fields] == list(real), (verb, t.name)
+            for f, x in zip(fields, real.values()):
                 assert f.help, f"{t.name}.{f.name} has no help text"
                 d = x.default if x.default is not dataclasses.MISSING else MISSING
+                if x.default_factory is not dataclasses.MISSING and f.default is not MISSING:
+                    d = x.default_factory()
                 assert f.default == d or (f.default is MISSING and x.default_factory is not dataclasses.MISSING), \
                     (t.name, f.name, f.default, d)
 
@@ -139,6 +171,21 @@ def test_precedence_flags_over_overrides_over_file_over_defaults(tmp_path):
     assert resolve("run", [str(run), "train.epochs=3", "--train.epochs", "4"])["train"]["epochs"] == 4.0
 
 
+def test_recipe_takes_its_config_overrides_and_flags_like_run():
+    shipped = str(Path(__file__).resolve().parents[1] / "configs" / "nv-retriever-v1.toml")
+    smoke = resolve("recipe", [shipped, 'model.base="Qwen/Qwen2-0.5B"', "stage1.max_steps=10"])  # as documented
+    assert smoke == resolve("recipe", [shipped, "--model.base", "Qwen/Qwen2-0.5B", "--stage1.max-steps", "10"])
+    assert smoke == resolve("recipe", ["--config", shipped, "stage1.max_steps=5", "--stage1.max-steps", "10",
+                                       "--model.base", "Qwen/Qwen2-0.5B"])  # flags beat overrides
+    assert (smoke["model"]["base"], smoke["stage1"]["train"]["max_steps"]) == ("Qwen/Qwen2-0.5B", 10)
+    s1, s2 = smoke["stage1"]["train"], smoke["stage2"]["train"]
+    assert s1["learning_rate"] == s2["learning_rate"] == 1e-5 and s2["max_steps"] is None  # [train] is shared
+    assert (s1["lora"], s1["lora_rank"], s2["lora_alpha"]) == (True, 16, 32)  # [lora] reaches both stages
+    lr = resolve("recipe", [shipped, "--train.learning-rate", "2e-5", "--stage2.learning-rate", "3e-5"])
+    assert (lr["stage1"]["train"]["learning_rate"], lr["stage2"]["train"]["learning_rate"]) == (2e-5, 3e-5)
+    assert len(lr["stage1"]["data"]) == 15 and lr["mine"]["teacher"]["model"] == "intfloat/e5-mistral-7b-instruct"
+
+
 def test_positional_fields_and_their_flags_agree(tmp_path):
     a = resolve("audit", ["m.jsonl", "--data", "d", "--out", "o"])
     assert a == resolve("audit", ["--mined", "m.jsonl", "--data", "d", "--out", "o"])
@@ -152,6 +199,10 @@ def test_positional_fields_and_their_flags_agree(tmp_path):
     (["train", "--mined", "m", "--out", "o", "train.epochs=0"], "epochs=0"),
     (["run", "--train.loss", "triplet"], "loss"),
     (["mine", "--config", "nope.toml"], "config file not found"),
+    (["recipe", "--model.base", "b"], "[stage1] needs at least one [[stage1.data]] source"),
+    (["recipe", "--model.base", "b", "--stage1.data", '{mined = "m.jsonl"}', "train.query_prompt=q"],
+     "set instruction = ... on the [[stageN.data]] entry"),
+    (["recipe", "--model.base", "b", "--stage1.data", "m.jsonl"], "[stage1.data #1] 'm.jsonl': must be a table"),
 ])
 def test_bad_config_input_is_one_line(args, needle, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -170,3 +170,76 @@ def test_killed_ray_encode_resumes_from_finished_shards(tmp_path):
         assert (p.stat().st_ino, p.stat().st_mtime_ns) == stamp
     assert (entry_dir / "meta.json").is_file() and len(list(entry_dir.glob("shard-*.npy"))) == 6
     np.testing.assert_array_equal(np.concatenate(shards), load_encoder(spec).encode(texts, "doc"))
+
+
+def test_cli_encode_on_ray_equals_local_and_is_recorded(tiny_beir, tmp_path, capsys, monkeypatch):
+    """`--encode ray` on mine (with `--search ray` too: the encoders' actors free their CPUs before the search) and
+    evaluate: the same mined files, metrics and embedding-cache keys as local encoding; the backend is recorded."""
+    import json
+
+    from conftest import run_cli
+
+    mine = ["mine", "--data", str(tiny_beir), "--teacher", "hash", "--depth", "5", "-q",
+            "-s", "topk(2)", "-s", "percpos(0.95)+topk(2)", "-s", "sampled(4,2)"]
+    code, _, err = run_cli(mine + ["--out", str(tmp_path / "local"), "--cache", str(tmp_path / "c1")], capsys)
+    assert code == 0, err
+    from hardneg.encode.fake import HashEncoder
+
+    def not_here(*a, **k):
+        raise AssertionError("encoded in the driver process")
+
+    monkeypatch.setattr(HashEncoder, "encode", not_here)  # the workers are other processes: they are not patched
+    code, _, err = run_cli(mine + ["--out", str(tmp_path / "ray"), "--cache", str(tmp_path / "c2"),
+                                   "--encode", "ray:workers=2,chunk_size=3", "--search", "ray"], capsys)
+    assert code == 0, err
+    files = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*")
+                   if p.name in ("mined.jsonl", "stats.json"))
+    assert len(files) == 6
+    for f in files:
+        assert (tmp_path / "ray" / f).read_bytes() == (tmp_path / "local" / f).read_bytes(), f
+    # Encoded on Ray (a fresh cache), under the keys of local encoding: the caches are interchangeable.
+    assert sorted(p.name for p in (tmp_path / "c2" / "emb").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "c1" / "emb").iterdir())
+    summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert summary["encode"] == {"backend": "ray", "workers": 2, "chunk_size": 3}
+    assert "encode" not in json.loads((tmp_path / "local" / "summary.json").read_text())
+    assert "encode" not in json.loads((tmp_path / "ray" / "mine_config.json").read_text())
+    resolved = json.loads((tmp_path / "ray" / "config.resolved.json").read_text())
+    assert resolved["mine"]["encode"] == "ray:workers=2,chunk_size=3"
+
+    ev = ["evaluate", "--model", "hash", "--data", str(tiny_beir), "--split", "test", "-q"]
+    monkeypatch.undo()
+    code, _, err = run_cli(ev + ["--out", str(tmp_path / "ev1"), "--cache", str(tmp_path / "c1")], capsys)
+    assert code == 0, err
+    monkeypatch.setattr(HashEncoder, "encode", not_here)
+    code, _, err = run_cli(ev + ["--out", str(tmp_path / "ev2"), "--cache", str(tmp_path / "c3"),
+                                 "--encode", "ray:workers=1"], capsys)
+    assert code == 0, err
+    m1, m2 = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("ev1", "ev2"))
+    assert m2.pop("encode") == {"backend": "ray", "workers": 1} and m1 == m2
+    assert (tmp_path / "ev1" / "run.trec").read_bytes() == (tmp_path / "ev2" / "run.trec").read_bytes()
+
+
+def test_run_with_encode_table_on_ray_keeps_stage_keys_and_results(tmp_path, capsys):
+    """`hardneg run` with `[encode] backend = "ray"` (teacher and student encoded by actors): the stage folders
+    (keys) and metrics of the local run; config.resolved.json records the backend."""
+    import json
+
+    from conftest import run_cli
+    from hardneg.testing import make_tiny_student, tiny_run_config, write_tiny_beir
+
+    data = write_tiny_beir(tmp_path / "data")
+    student = make_tiny_student(tmp_path / "student")
+    results = {}
+    for name, extra in (("local", ""), ("ray", '[encode]\nbackend = "ray"\nworkers = 2\n')):
+        cfg = tmp_path / f"{name}.toml"
+        cfg.write_text(tiny_run_config(data, student, tmp_path / name, tmp_path / f"cache-{name}", dev="false",
+                                       max_steps=1, evaluate='splits = ["test"]', extra=extra))
+        code, _, err = run_cli(["run", str(cfg), "-q"], capsys)
+        assert code == 0, err
+        results[name] = json.loads((tmp_path / name / "results.json").read_text())
+    local, on_ray = results["local"], results["ray"]
+    assert on_ray["stages"] == local["stages"] and on_ray["metrics"] == local["metrics"]
+    assert on_ray["config"].pop("encode") == {"backend": "ray", "workers": 2} and "encode" not in local["config"]
+    resolved = json.loads((tmp_path / "ray" / "config.resolved.json").read_text())
+    assert resolved["encode"] == {"backend": "ray", "workers": 2}

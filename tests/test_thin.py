@@ -396,12 +396,15 @@ def test_nfcorpus_configs_load():
                                         "relabel(posnbr(0.85))+topk(4)", "simans(100,4,10.0,-0.1)"}
     assert grid.seeds == (0, 1, 2) and grid.teachers == ("minilm",) and grid.students == ("minilm",)
     ref, rgrid = load_ablation(ROOT / "configs" / "ablate-nfcorpus-ref.toml")
-    assert ref.data.path == "../shared/data/nfcorpus" and rgrid.strategies == ("percpos(0.95,ref=row)+topk(4)",)
+    assert ref.data.path == "../shared/data/nfcorpus"
+    assert rgrid.strategies == ("topk(4)", "percpos(0.95,ref=row)+topk(4)")
     assert ref.run.out != thin.run.out
+    # the same step budget: the thinned study's one epoch of 2,590 rows is ceil(2590 / 32) = 81 steps
+    assert ref.train.max_steps == 81 and thin.train.max_steps is None and thin.train.batch_size == 32
     a, b = thin.to_dict(), ref.to_dict()
     for d in (a, b):
-        d.pop("data"), d.pop("run")
-    assert a == b  # the same recipe apart from the data and the output folder
+        d.pop("data"), d.pop("run"), d["train"].pop("max_steps")
+    assert a == b  # the same recipe apart from the data, the output folder and the step cap
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "nfcorpus" / "qrels" / "train.tsv").is_file(), reason="no NFCorpus copy")

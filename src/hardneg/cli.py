@@ -16,7 +16,7 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from hardneg import verbs
-from hardneg.cli_help import verb_help
+from hardneg.cli_help import CONFIG_FILES, RESOLVED, verb_help
 from hardneg.cli_show import SHOW, console, out_console
 from hardneg.errors import HardnegError
 from hardneg.options import MISSING, Field, coerce, is_override
@@ -45,10 +45,11 @@ def _setup(quiet: bool) -> None:
                 getattr(__import__(mod, fromlist=[fn]), fn)()
 
 
-def _option(f: Field, bare: bool) -> click.Option:
+def _option(f: Field, bare: bool, inherit: str = "") -> click.Option:
     """A field's flag: ``--key`` in the verb's own table, ``--table.key`` in the others; bools get ``--no-key``."""
     key = f.name.replace("_", "-") if bare else f"{f.table}.{f.name.replace('_', '-')}"
-    shown = None if f.default in (MISSING, None, (), "") else f.default
+    shown = None if f.default in (MISSING, None, (), "", {}) else f.default
+    shown = f"{inherit}.{f.name}" if inherit else shown  # a stage key: [train]'s value when unset
     shown = ("on" if shown else "off") if isinstance(shown, bool) else shown
     shown = ", ".join(map(str, shown)) if isinstance(shown, tuple) else shown
     text = f.help + (f" [default: {shown}]" if shown is not None and "[default" not in f.help else "")
@@ -97,10 +98,13 @@ def command(verb: str, show: Callable[..., Any]) -> click.Command:
     tables = verbs.TABLES[verb]
     fields = [f for t in tables for f in t.fields()]
     positional = [f for f in fields if f.positional]
-    arguments = ([("CONFIG", "TOML config (as --config), e.g. configs/scifact.toml.")] if verb in CONFIG_ARG else [])
+    example = "configs/nv-retriever-v1.toml" if verb == "recipe" else "configs/scifact.toml"
+    arguments = ([("CONFIG", f"TOML config (as --config), e.g. {example}.")] if verb in CONFIG_ARG else [])
     arguments += [(f.name.upper(), f.help) for f in positional] + [("TABLE.KEY=VALUE", "Override, e.g. train.epochs=2.")]
-    params = [_option(f, t.bare) for t in tables for f in t.fields()] + EXTRA.get(verb, []) + [
-        click.Option(["--config"], help="Config file: TOML, or the config.resolved.json of an earlier run."),
+    names = {t.name: {f.name for f in t.fields()} for t in tables}
+    params = [_option(f, t.bare, t.inherit if f.name in names.get(t.inherit, ()) else "")
+              for t in tables for f in t.fields()] + EXTRA.get(verb, []) + [
+        click.Option(["--config"], help=f"Config file: {CONFIG_FILES.get(verb, RESOLVED)}."),
         click.Option(["--quiet", "-q"], is_flag=True, help="Print nothing but errors."),
         click.Argument(["args"], nargs=-1, metavar=" ".join([a for a, _ in arguments[:-1]] + ["[TABLE.KEY=VALUE]..."]))]
 
@@ -108,8 +112,7 @@ def command(verb: str, show: Callable[..., Any]) -> click.Command:
         _setup(kw["quiet"])
         config, overrides, flags = parse(verb, click.get_current_context(), kw)
         extra = {p.name: kw[p.name] for p in EXTRA.get(verb, [])}
-        cfg = (config, overrides) if verb == "recipe" else verbs.resolve(verb, config, overrides, flags)
-        code = show(cfg, kw["quiet"], **extra)
+        code = show(verbs.resolve(verb, config, overrides, flags), kw["quiet"], **extra)
         if code:
             raise click.exceptions.Exit(code)
 

@@ -50,7 +50,8 @@ INTRO = {
            "under a folder named by the hash of its spec and skipped when it exists, so a killed run resumes. "
            "Prints base vs fine-tuned metrics and writes results.json.",
     "recipe": "NV-Retriever-v1 recipe: build a decoder-LLM embedder (bidirectional attention, instruction-masked "
-              "mean pooling, LoRA), train stage 1 and stage 2, evaluate. section.key=value overrides; finished "
+              "mean pooling, LoRA), train stage 1 and stage 2, evaluate. A stage's training keys default to "
+              "[train]'s; sources are [[stageN.data]] tables (--stage1.data '{beir = \"scifact\"}'). Finished "
               "stages are skipped. See docs/nv-retriever.md and configs/nv-retriever-v1.toml.",
     "browse": "Write one self-contained HTML page (inline CSS, JS and data; no network; opens from file://) to "
               "inspect mined sets of the same data side by side: a query list with search (query text, qid, docid) "
@@ -94,14 +95,16 @@ EXAMPLES: dict[str, tuple[str, str]] = {
                "OUT/table.md, table.csv, best.md, mining.md, cost.md, fig*.png (+ teachers.md, sampling.md)"),
     "fn-report": ("hardneg fn-report --rate 0=a/results.jsonl --rate 0.3=b/results.jsonl --out fn/",
                   "OUT/table.md, table.csv, fig_rates.png"),
-    "recipe": ("hardneg recipe configs/nv-retriever-v1.toml stage1.max_steps=10",
+    "recipe": ("hardneg recipe configs/nv-retriever-v1.toml --stage1.max-steps 10 --stage2.max-steps 10",
                "recipe.out/config.resolved.json, results.json and stages/"),
     "browse": ("hardneg browse mined/ --out browse.html --data ../shared/data/scifact", "one HTML file at OUT"),
 }
 
-CONFIG_NOTE = ("Every option is also a key of --config FILE (TOML, or the config.resolved.json of an earlier run) "
-               "and of a trailing TABLE.KEY=VALUE override (tables: {tables}); precedence: flags > overrides > "
-               "file > defaults.")
+CONFIG_NOTE = ("Every option is also a key of --config FILE ({files}) and of a trailing TABLE.KEY=VALUE override "
+               "(tables: {tables}); precedence: flags > overrides > file > defaults.")
+# what --config reads (recipe's config.resolved.json is the built RecipeConfig, not its tables: docs/architecture.md)
+CONFIG_FILES = {"recipe": "TOML or JSON"}
+RESOLVED = "TOML, or the config.resolved.json of an earlier run"
 
 
 def verb_help(verb: str, tables: list[str], arguments: list[tuple[str, str]]) -> str:
@@ -113,7 +116,8 @@ def verb_help(verb: str, tables: list[str], arguments: list[tuple[str, str]]) ->
     if arguments:
         parts.append("\b\nArguments:\n" + "\n".join(f"  {name}  {text}" for name, text in arguments))
     if tables:
-        parts.append(CONFIG_NOTE.format(tables=", ".join(f"[{t}]" for t in tables)))
+        parts.append(CONFIG_NOTE.format(files=CONFIG_FILES.get(verb, RESOLVED),
+                                        tables=", ".join(f"[{t}]" for t in tables)))
     ex, writes = EXAMPLES[verb]
     parts.append(f"\b\nExample:\n  {ex}\n\nWrites: {writes}.")
     return "\n\n".join(p for p in parts if p)

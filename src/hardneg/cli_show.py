@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.table import Table
 
 from hardneg import verbs
-from hardneg.errors import HardnegError
 from hardneg.options import plain
 
 # Wide tables even when piped to a file or CI log (rich falls back to 80 columns there).
@@ -153,13 +152,10 @@ def _fn_report(o: verbs.RateReportOptions, quiet: bool) -> None:
 
 
 @shows("recipe")
-def _recipe(cfg: tuple, quiet: bool) -> None:
-    from hardneg.llm.recipe import load_recipe, run_recipe, summary_rows
+def _recipe(cfg: Any, quiet: bool) -> None:  # a RecipeConfig
+    from hardneg.llm.recipe import run_recipe, summary_rows
 
-    if cfg[0] is None:
-        raise HardnegError("no recipe config given", where="hardneg recipe", fix="pass a TOML, e.g. "
-                           "configs/nv-retriever-v1.toml")
-    res = run_recipe(load_recipe(cfg[0], cfg[1]), progress=not quiet)
+    res = run_recipe(cfg, progress=not quiet)
     _table("NV-Retriever-v1 recipe", ["dataset", "model", "ndcg@10", "recall@100", "mrr@10"],
            [[r["dataset"], r["model"], *(f"{r[k]:.4f}" for k in ("ndcg@10", "recall@100", "mrr@10"))]
             for r in summary_rows(res)], left=2)

@@ -34,7 +34,7 @@ class HardnegError(ValueError):
 class ConfigErrors(HardnegError):
     """Several configuration problems reported together."""
 
-    def __init__(self, problems: list[str], *, where: str | Path | None = None) -> None:
+    def __init__(self, problems: list[str], *, where: str | Path | None = None, verb: str = "run") -> None:
         self.problems = list(problems)
         super().__init__("; ".join(self.problems), where=where,
-                         fix="correct every key listed (see `hardneg run --help` for the schema)")
+                         fix=f"correct every key listed (see `hardneg {verb} --help` for the schema)")

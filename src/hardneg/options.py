@@ -8,7 +8,8 @@ the ``config.resolved.json`` an earlier run wrote), by a trailing ``table.key=va
 
 Fields are read from the dataclasses' source with ``ast`` (never imported here), so ``hardneg VERB --help``
 lists every option without loading torch. Help comes from ``opt(default, "help")`` (``field`` metadata) or, for
-dataclasses whose modules declare none, from ``HELP`` below. This module imports nothing of hardneg but errors.
+dataclasses whose modules declare none, from ``hardneg.options_help.HELP``. This module imports nothing of hardneg
+but errors and that table.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hardneg.errors import ConfigErrors, HardnegError
+from hardneg.options_help import HELP
 
 MISSING = dataclasses.MISSING
 ROOT = Path(__file__).resolve().parent
@@ -33,55 +35,6 @@ def opt(default: Any = MISSING, help: str = "", *, flags: tuple[str, ...] = (), 
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple default")
     return dataclasses.field(default=default, metadata=meta)
-
-
-# Help of the fields of dataclasses owned by modules that declare none (their source stays the authority for the
-# names, types and defaults; only the sentence lives here).
-HELP: dict[str, dict[str, str]] = {
-    "EncoderSpec": {
-        "model": "Encoder: an alias (minilm, mpnet, minilm-int8; hash is a test-only fake), a folder or a hub id.",
-        "query_prompt": "Text prepended to every query.", "doc_prompt": "Text prepended to every document.",
-        "max_seq_length": "Truncation in tokens [default: the model's].", "batch_size": "Encoding batch size.",
-        "normalize": "L2-normalise embeddings (scores are cosines).",
-        "dtype": "Storage dtype of cached embeddings: float32 or float16.",
-        "backend": "Encoder runtime: torch or onnx.",
-        "trust_remote_code": "Allow a hub model's own Python code (off by default).",
-        "precision": "Compute precision: fp32, bf16 or auto (bf16 where native and its fidelity probe passes).",
-    },
-    "SearchSpec": {
-        "backend": "Search backend: exact, faiss-flat, faiss-ivf, faiss-hnsw or ray (docs/scale.md).",
-        "nlist": "faiss-ivf: inverted lists [default: ~4 sqrt(n)].", "nprobe": "faiss-ivf: lists probed [nlist/8].",
-        "hnsw_m": "faiss-hnsw: links per node [32].", "ef_search": "faiss-hnsw: search width [max(2k, 64)].",
-        "ray_address": "ray: cluster address (ray://host:10001 or auto) [default: a local Ray].",
-    },
-    "TrainConfig": {
-        "student": "Alias, model folder or hub id.",
-        "n_negatives": "Hard negatives per row [default: the most any row has].",
-        "short_rows": "Rows short of n negatives: drop, or pad with other rows' negatives.",
-        "in_batch_negatives": "Also use the other documents of the batch as negatives.",
-        "temperature": "InfoNCE temperature (scale = 1/temperature; 0.05 = scale 20).",
-        "loss": "infonce, or cached_infonce (GradCache: large batches in small memory).",
-        "mini_batch_size": "cached_infonce: rows per forward pass.", "learning_rate": "AdamW learning rate.",
-        "warmup_ratio": "Linear warm-up as a fraction of the steps.",
-        "warmup_steps": "Linear warm-up steps (replaces warmup_ratio).", "epochs": "Training epochs.",
-        "max_steps": "Stop after this many steps (overrides epochs).", "batch_size": "Queries per batch.",
-        "grad_accum": "Gradient accumulation steps.", "weight_decay": "AdamW weight decay.",
-        "query_max_length": "Query truncation in tokens.", "doc_max_length": "Document truncation in tokens.",
-        "query_prompt": "Text prepended to queries.", "doc_prompt": "Text prepended to documents.",
-        "seed": "Seed of shuffling, padding and initialisation.",
-        "lora": "Train LoRA adapters (peft) instead of all weights; merged on save.",
-        "lora_rank": "LoRA rank (NV-Retriever-v1: 16).", "lora_alpha": "LoRA alpha (NV-Retriever-v1: 32).",
-        "lora_dropout": "LoRA dropout.",
-        "lora_target_modules": "LoRA target modules, repeatable [default: peft's for the architecture].",
-        "report_to": "Trainer loggers, repeatable: tensorboard, wandb, ...",
-        "eval_steps": "With eval rows: evaluate every n steps [default: once, after training].",
-        "gradient_checkpointing": "Recompute activations in the backward pass (large students).",
-        "bf16": "bf16 mixed precision: auto (where the GPU or CPU has native bf16: 1.5-2.4x faster steps on an "
-                "avx512_bf16 CPU), true (required) or false (fp32).",
-        "mask_false_negatives": "In-batch false-negative masking: none, id (same positive id), text (same text) or "
-                                "score(m) (scores above the positive + m).",
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -104,15 +57,22 @@ class Field:
 
 @dataclass(frozen=True)
 class Table:
-    """A config table: its name, the dataclasses (``module:Class``) whose fields it holds, and whether its flags
-    are written bare (``--key``, the verb's own table) or prefixed (``--table.key``)."""
+    """A config table: its name, the dataclasses (``module:Class``) whose fields it holds (a name two share is the
+    first's), whether its flags are bare (``--key``: the verb's own table) or prefixed (``--table.key``), names it
+    leaves out and the table its unset keys fall back to (``inherit``: their default in --help)."""
 
     name: str
     classes: tuple[str, ...]
     bare: bool = True
+    exclude: tuple[str, ...] = ()
+    inherit: str = ""
 
     def fields(self) -> list[Field]:
-        return [f for ref in self.classes for f in class_fields(ref, self.name)]
+        out: dict[str, Field] = {}
+        for f in (f for ref in self.classes for f in class_fields(ref, self.name)):
+            if f.name not in self.exclude:
+                out.setdefault(f.name, f)
+        return list(out.values())
 
 
 def _kind(annotation: str) -> tuple[str, bool]:
@@ -122,6 +82,8 @@ def _kind(annotation: str) -> tuple[str, bool]:
         inner = parts[0].split("[", 1)[1].rsplit("]", 1)[0].split(",")[0].strip()
         return _kind(inner)[0], True
     names = set(parts)
+    if len(names) == 1 and parts[0].startswith("dict"):
+        return "literal", False  # a table: a TOML inline table on the command line
     if names == {"bool"}:
         return "bool", False
     if names in ({"int"}, {"float"}):
@@ -148,23 +110,32 @@ def _split_union(text: str) -> list[str]:
 
 @functools.lru_cache(maxsize=None)
 def _module(module: str) -> tuple[dict[str, ast.ClassDef], dict[str, Any]]:
-    """A module's classes and its module-level literal constants (help texts shared by several fields)."""
+    """A module's classes and module-level literal constants (shared help texts; imported ones read lazily)."""
     path = ROOT.joinpath(*module.split(".")[1:]).with_suffix(".py")
     classes, consts = {}, {}
     for node in ast.parse(path.read_text(encoding="utf-8")).body:
         if isinstance(node, ast.ClassDef):
             classes[node.name] = node
-        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hardneg."):
+            consts.update({a.asname or a.name: _Imported((node.module, a.name)) for a in node.names})
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
             try:
-                consts[node.targets[0].id] = ast.literal_eval(node.value)
+                if isinstance(target, ast.Name):
+                    consts[target.id] = ast.literal_eval(node.value)
             except ValueError:
                 pass
     return classes, consts
 
 
+class _Imported(tuple):
+    """(module, name) of a name imported from another hardneg module."""
+
+
 def _literal(node: ast.expr, consts: dict[str, Any]) -> Any:
     if isinstance(node, ast.Name) and node.id in consts:
-        return consts[node.id]
+        value = consts[node.id]
+        return _module(value[0])[1][value[1]] if isinstance(value, _Imported) else value
     return ast.literal_eval(node)
 
 
@@ -202,6 +173,9 @@ def _default(value: ast.expr | None, consts: dict[str, Any]) -> tuple[Any, dict]
                 node = None
         else:
             node = kw.get("default")
+            empty = {"dict": {}, "tuple": (), "list": ()}.get(ast.unparse(kw.get("default_factory", value.func)))
+            if node is None and empty is not None:  # field(default_factory=dict)
+                return empty, meta
         return (MISSING if node is None else _literal(node, consts)), meta
     try:
         return _literal(value, consts), {}
@@ -271,12 +245,15 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 
 def coerce(f: Field, value: Any) -> Any:
-    """File and override values in the field's shape: one string for a list field is a list of one; "true" and
-    "false" of a bool-or-string field are booleans."""
+    """Values in the field's shape: one string (or table) for a list field is a list of one; "true" / "false" of a
+    bool-or-string field are booleans; text for a field of tables or mixed types is TOML (``{beir = "x"}``)."""
     if f.multi:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return (value,)
-        return tuple(value) if isinstance(value, list) else value
+        if isinstance(value, (str, int, float, dict)) and not isinstance(value, bool):
+            value = (value,)
+        value = tuple(value) if isinstance(value, (list, tuple)) else value
+        if f.kind == "literal" and isinstance(value, tuple):
+            return tuple(parse_value(v) if isinstance(v, str) else v for v in value)
+        return value
     if f.kind == "boolstr" and isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     if f.kind == "literal" and isinstance(value, str):
@@ -286,12 +263,14 @@ def coerce(f: Field, value: Any) -> Any:
 
 def merge(tables: list[Table], raw: dict[str, Any] | None = None, overrides: list[str] = (),
           flags: dict[tuple[str, str], Any] | None = None, *, where: str = "config",
-          strict: bool = True) -> dict[str, dict[str, Any]]:
+          strict: bool = True, problems: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """The set values of every table, lowest precedence first: the file ``raw``, then ``overrides``, then
-    ``flags`` ((table, key) -> value); unknown tables and keys are all reported at once. Defaults are not filled
-    in (the dataclasses do that). ``strict=False`` keeps unknown tables for a caller that checks them itself."""
+    ``flags`` ((table, key) -> value); unknown tables and keys are reported at once (raised, or appended to
+    ``problems`` when given). Defaults are not filled in (the dataclasses do that); a ``null`` table (JSON) is
+    empty. ``strict=False`` keeps unknown tables for a caller that checks them itself."""
     by_table = {t.name: {f.name: f for f in t.fields()} for t in tables}
-    problems: list[str] = []
+    collect = problems is not None
+    problems = problems if collect else []
     out: dict[str, dict[str, Any]] = {t: {} for t in by_table}
 
     def put(table: str, key: str, value: Any, source: str) -> None:
@@ -306,6 +285,11 @@ def merge(tables: list[Table], raw: dict[str, Any] | None = None, overrides: lis
             out[table][key] = coerce(by_table[table][key], value)
 
     for table, values in (raw or {}).items():
+        if values is None:
+            continue
+        if table not in by_table and strict:  # once, however many keys (or none) it holds
+            problems.append(f"unknown section [{table}] (valid: {', '.join(by_table)})")
+            continue
         if not isinstance(values, dict):
             if table in by_table or strict:
                 problems.append(f"[{table}] must be a table")
@@ -319,7 +303,7 @@ def merge(tables: list[Table], raw: dict[str, Any] | None = None, overrides: lis
         put(table, key, value, f"override {text!r}: ")
     for (table, key), value in (flags or {}).items():
         put(table, key, value, "")
-    if problems:
+    if problems and not collect:
         raise ConfigErrors(problems, where=where)
     return out
 

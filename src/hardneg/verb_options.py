@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from hardneg.errors import HardnegError
+from hardneg.experiments.tables import GRID_TABLE, RUN_TABLES
+from hardneg.llm.recipe_tables import TABLES as RECIPE_TABLES
 from hardneg.options import MISSING, Table, build, merge, opt, read_config, require
 
 _TEACHER = ("Teacher, repeatable (best first): an alias (minilm, mpnet, minilm-int8; hash is a test-only fake), a "
@@ -27,6 +29,11 @@ _PRECISION = ("Encoder compute precision: fp32 (exact), bf16 (CPUs with avx512_b
 _SEARCH = ("Search backend: exact (default), faiss-flat (also exact), faiss-ivf[:nlist=N,nprobe=N], "
            "faiss-hnsw[:hnsw_m=N,ef_search=N] (approximate: check recall first, docs/scale.md) or "
            "ray[:ray_address=ADDR] (exact, sharded over a Ray cluster; none starts a local one).")
+
+
+_ENCODE = ("Where the encoders run: local (default, this process) or ray[:ray_address=ADDR,workers=N,"
+           "cpus_per_worker=C,chunk_size=N] (an actor pool on a Ray cluster; none starts a local one). Same "
+           "embeddings and cache entries either way (docs/scale.md).")
 
 
 _CACHE = "Cache folder for embeddings, pools and models [default: $HARDNEG_CACHE or ~/.cache/hardneg]."
@@ -51,6 +58,7 @@ class MineOptions:
     dtype: str = opt("float32", "Storage dtype of cached embeddings: float32 or float16.")
     precision: str = opt("fp32", _PRECISION)
     search: str = opt("exact", _SEARCH)
+    encode: str = opt("local", _ENCODE)
     export: tuple[str, ...] = opt((), "Extra formats, repeatable: st (sentence-transformers datasets folder + "
                                       "JSONL), flag (FlagEmbedding), triplets, or all.")
     short: str = opt("drop", "Exports only: rows short of n negatives are dropped (drop) or filled with random "
@@ -74,6 +82,7 @@ class DiagnoseOptions:
     max_seq_length: int | None = opt(None, "Teacher truncation in tokens.")
     precision: str = opt("fp32", _PRECISION)
     search: str = opt("exact", _SEARCH)
+    encode: str = opt("local", _ENCODE)
     cache: str | None = opt(None, _CACHE)
 
 
@@ -89,6 +98,7 @@ class EvaluateOptions:
     max_seq_length: int | None = opt(None, "Truncation in tokens [default: the model's].")
     precision: str = opt("fp32", _PRECISION)
     search: str = opt("exact", _SEARCH)
+    encode: str = opt("local", _ENCODE)
     batch_size: int = opt(32, "Encoding batch size.")
     depth: int = opt(1000, "Results kept per query in the run (BEIR uses 1000).")
     ignore_identical_ids: bool | None = opt(None, "Drop a result whose id equals the query id [default: from the "
@@ -152,6 +162,7 @@ class AuditOptions:
     fix: str | None = opt(None, "Write a cleaned copy to this folder: flagged negatives dropped, refilled from the "
                                 "teacher's cached candidate pool when there is one.")
     depth: int = opt(100, "--fix: depth of the candidate pool to refill from.")
+    encode: str = opt("local", _ENCODE)
     cache: str | None = opt(None, _CACHE)
 
 
@@ -169,6 +180,7 @@ class CalibrateOptions:
     ref: str = opt("min", "Positive reference of percpos / marginpos: min (default), max, mean or row (each row's "
                           "own positive).")
     precision: str = opt("fp32", _PRECISION)
+    encode: str = opt("local", _ENCODE)
     cache: str | None = opt(None, _CACHE)
 
 
@@ -212,14 +224,7 @@ def _own(verb: str, *classes: str) -> list[Table]:
     return [Table(verb, classes)]
 
 
-_RUN = [Table(name, (ref,), bare=False) for name, ref in (
-    ("data", "hardneg.experiments.config:DataSection"), ("teacher", "hardneg.encode.spec:EncoderSpec"),
-    ("mine", "hardneg.experiments.config:MineSection"), ("train", "hardneg.train.config:TrainConfig"),
-    ("evaluate", "hardneg.experiments.config:EvalSection"), ("search", "hardneg.search.spec:SearchSpec"),
-    ("run", "hardneg.experiments.config:RunSection"))]
-
-
-# verb -> its config tables (every field is a flag, a TOML key and an override); recipe's tables are its own
+# verb -> its config tables (every field is a flag, a TOML key and an override)
 TABLES: dict[str, list[Table]] = {
     "mine": _own("mine", "hardneg.verb_options:MineOptions"), "inject": _own("inject", "hardneg.verb_options:InjectOptions"),
     "thin": _own("thin", "hardneg.verb_options:ThinOptions"), "diagnose": _own("diagnose", "hardneg.verb_options:DiagnoseOptions"),
@@ -227,7 +232,7 @@ TABLES: dict[str, list[Table]] = {
     "calibrate": _own("calibrate", "hardneg.verb_options:CalibrateOptions"),
     "evaluate": _own("evaluate", "hardneg.verb_options:EvaluateOptions"),
     "train": _own("train", "hardneg.verb_options:TrainFiles", "hardneg.train.config:TrainConfig"),
-    "run": _RUN, "ablate": _RUN + [Table("grid", ("hardneg.experiments.ablate:Grid",), bare=False)], "recipe": [],
+    "run": RUN_TABLES, "ablate": [*RUN_TABLES, GRID_TABLE], "recipe": RECIPE_TABLES,
     "report": _own("report", "hardneg.verb_options:ReportOptions"),
     "fn-report": _own("fn-report", "hardneg.verb_options:RateReportOptions"),
     "browse": _own("browse", "hardneg.verb_options:BrowseOptions"),
@@ -244,8 +249,9 @@ def resolve(verb: str, config: str | Path | None = None, overrides: list[str] | 
             flags: dict[tuple[str, str], Any] | None = None) -> Any:
     """A verb's validated config from ``--config`` (TOML or JSON), ``table.key=value`` overrides and flags
     ((table, key) -> value), lowest precedence first: the options value of the verb (``train``: its files and
-    ``TrainConfig``; ``run``: a ``RunConfig``; ``ablate``: the base ``RunConfig`` and the ``Grid``)."""
-    if verb not in TABLES or verb == "recipe":
+    ``TrainConfig``; ``run``: a ``RunConfig``; ``ablate``: the base ``RunConfig`` and the ``Grid``; ``recipe``: a
+    ``RecipeConfig``)."""
+    if verb not in TABLES:
         raise HardnegError(f"no config tables for verb {verb!r}", fix="one of: " + ", ".join(TABLES))
     overrides, flags = list(overrides), dict(flags or {})
     if verb == "run":
@@ -256,6 +262,10 @@ def resolve(verb: str, config: str | Path | None = None, overrides: list[str] | 
         from hardneg.experiments.ablate import load_ablation
 
         return load_ablation(config, overrides, flags=flags)
+    if verb == "recipe":
+        from hardneg.llm.recipe_config import load_recipe
+
+        return load_recipe(config, overrides, flags=flags)
     raw = read_config(config) if config is not None else {}
     where = str(config) if config is not None else f"hardneg {verb}"
     (table,) = TABLES[verb]

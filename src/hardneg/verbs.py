@@ -55,6 +55,22 @@ def check_options(opts: Any, cls: type) -> None:
                            fix=f"build one: {cls.__name__}(data=..., out=..., ...)")
 
 
+def encode_backend(text: str) -> Any:
+    """The ``EncodeBackend`` of an ``--encode`` value (validated before any output folder is claimed)."""
+    from hardneg.encode.backend import EncodeBackend
+
+    return EncodeBackend.parse(text)
+
+
+def encoding(backend: Any) -> Any:
+    """The block in which a verb's encoders run where ``--encode`` says (local: nothing changes, no Ray import)."""
+    if backend.is_local:
+        return contextlib.nullcontext()
+    from hardneg.scale import encoding as on_backend
+
+    return on_backend(backend)
+
+
 def announce(table: str, config: Any) -> dict[str, Any]:
     """Log the resolved config of a verb and return it as ``{table: {...}}`` for ``config.resolved.json``."""
     resolved = {table: plain(config)}
@@ -82,12 +98,14 @@ def mine(o: MineOptions, *, progress: bool = True) -> dict[str, Any]:
                        dtype=o.dtype, trust_remote_code=o.trust_remote_code, precision=o.precision)  # type: ignore
     cfg = MineConfig(teacher=spec, strategies=strategies, depth=o.depth, seed=o.seed, exports=exports,
                      short_policy=o.short, search=SearchSpec.parse(o.search))  # type: ignore[arg-type]
+    enc = encode_backend(o.encode)
     cache = cache_dir(o.cache)
     out = Path(o.out)
-    with claim_output(out, "mine", inputs=inputs(o.data, o.corpus, cache, *o.teacher)):
+    with claim_output(out, "mine", inputs=inputs(o.data, o.corpus, cache, *o.teacher)), encoding(enc):
         dataset = load_dataset(o.data, o.split, cache_dir=cache, corpus=o.corpus)
         manifest = manifest_for(o.data, o.split) or hidden_for(o.data, o.split)
-        summary = run_mine(dataset, cfg, out, cache, progress=progress, manifest=manifest)
+        summary = run_mine(dataset, cfg, out, cache, progress=progress, manifest=manifest,
+                           record=None if enc.is_local else {"encode": enc.to_dict()})
         write_json(out / RESOLVED, resolved)
     return {"summary": summary, "manifest": manifest}
 
@@ -106,9 +124,10 @@ def diagnose(o: DiagnoseOptions, *, progress: bool = True) -> dict[str, Any]:
     strategies = [parse_strategy(s) for s in o.strategy]
     teachers = [str(parse_teacher(t)) for t in o.teacher]
     backend = SearchSpec.parse(o.search)
+    enc = encode_backend(o.encode)
     cache = cache_dir(o.cache)
     out = Path(o.out)
-    with claim_output(out, "diagnose", inputs=inputs(o.data, cache, *o.teacher)):
+    with claim_output(out, "diagnose", inputs=inputs(o.data, cache, *o.teacher)), encoding(enc):
         dataset = load_dataset(o.data, o.split, cache_dir=cache)
         pools, q_embs = teacher_pools(dataset, teachers, o.depth, cache, max_seq_length=o.max_seq_length,
                                       precision=o.precision, search=backend, progress=progress)
@@ -131,17 +150,19 @@ def evaluate(o: EvaluateOptions, *, progress: bool = True) -> dict[str, Any]:
                        max_seq_length=o.max_seq_length, batch_size=o.batch_size,
                        trust_remote_code=o.trust_remote_code, precision=o.precision)  # type: ignore[arg-type]
     search = SearchSpec.parse(o.search)
+    enc = encode_backend(o.encode)
     cache = cache_dir(o.cache)
     claim = (contextlib.nullcontext() if o.out is None
              else claim_output(o.out, "evaluate", inputs=inputs(o.data, o.model, cache)))
-    with claim:
+    with claim, encoding(enc):
         dataset = load_eval_dataset(o.data, o.split, cache_dir=cache)
         res = evaluate_model(spec, dataset, cache_dir=cache, depth=o.depth,
                              ignore_identical_ids=o.ignore_identical_ids, progress=progress, search=search)
         if o.out is not None:
             write_eval(res, Path(o.out), {"model": spec.to_dict(), "dataset": dataset.name, "split": o.split,
                                           "depth": o.depth,
-                                          **({} if o.search == "exact" else {"search": search.to_dict()})})
+                                          **({} if o.search == "exact" else {"search": search.to_dict()}),
+                                          **({} if enc.is_local else {"encode": enc.to_dict()})})
             write_json(Path(o.out) / RESOLVED, resolved)
     return {"result": res, "dataset": dataset}
 
@@ -199,12 +220,14 @@ def audit(o: AuditOptions) -> dict[str, Any]:
     from hardneg.mining.audit import run_audit
 
     resolved = announce("audit", o)
+    enc = encode_backend(o.encode)
     cache = cache_dir(o.cache)
     with contextlib.ExitStack() as stack:
         stack.enter_context(claim_output(o.out, "audit", inputs=inputs(o.mined, o.data, cache)))
         if o.fix is not None:
             stack.enter_context(claim_output(o.fix, "audit", inputs=inputs(o.mined, o.data, cache, o.out),
                                              flag="--fix"))
+        stack.enter_context(encoding(enc))
         res = run_audit(Path(o.mined), o.data, Path(o.out), split=o.split, teacher=o.teacher, cache_dir=cache,
                         n=o.n, tau=o.tau, fail_on=[o.fail_on] if o.fail_on else [],
                         fix=None if o.fix is None else Path(o.fix), depth=o.depth)
@@ -224,9 +247,10 @@ def calibrate(o: CalibrateOptions, *, progress: bool = True) -> dict[str, Any]:
     resolved = announce("calibrate", o)
     spec = EncoderSpec(model=str(parse_teacher(o.teacher)), max_seq_length=o.max_seq_length,
                        precision=o.precision)  # type: ignore[arg-type]
+    enc = encode_backend(o.encode)
     cache = cache_dir(o.cache)
     out = Path(o.out)
-    with claim_output(out, "calibrate", inputs=inputs(o.data, cache, o.teacher)):
+    with claim_output(out, "calibrate", inputs=inputs(o.data, cache, o.teacher)), encoding(enc):
         res = run_calibrate(o.data, spec, o.filter, out, n=o.n, split=o.split, depth=o.depth, cache_dir=cache,
                             progress=progress, ref=o.ref)
         write_json(out / RESOLVED, resolved)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from hardneg.encode import backend as _backend
 from hardneg.encode import precision as _precision
 from hardneg.encode.fake import HashEncoder
 from hardneg.encode.models import ALIASES, memo_sha256, parse_hash_alias, resolve_model
@@ -33,6 +34,13 @@ NOT_MODEL_FILES = {"README.md", "train_config.json", "loss_curve.json", "stage_c
 
 
 def load_encoder(spec: EncoderSpec, cache_dir: Path | None = None) -> Encoder:
+    """The encoder a spec names, where it runs: the factory installed by ``backend.encoder_factory`` (e.g. Ray
+    actors, ``hardneg.scale.encoding``) if any, else ``local_encoder`` in this process."""
+    factory = _backend.FACTORY.get()
+    return factory(spec, cache_dir) if factory is not None else local_encoder(spec, cache_dir)
+
+
+def local_encoder(spec: EncoderSpec, cache_dir: Path | None = None) -> Encoder:
     """Build the encoder a spec names: ``hash[:DIM]`` -> HashEncoder, ``minilm-int8`` -> ONNX, else ST."""
     if parse_hash_alias(spec.model) is not None:
         return HashEncoder(spec)

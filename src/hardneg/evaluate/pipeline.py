@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hardneg.data.descriptors import descriptor_for
+from hardneg.encode.backend import release_workers
 from hardneg.encode.cache import encode_cached
 from hardneg.encode.encoder import EncoderSpec, encoder_precision, load_encoder
 from hardneg.evaluate.metrics import build_run, compute_metrics, write_trec_run
@@ -44,6 +45,7 @@ def evaluate_model(spec: EncoderSpec | str, dataset: Dataset, *, cache_dir: Path
     q_emb = encode_cached(encoder, dataset.queries.ids, dataset.queries.texts, "query", cache_dir, progress=progress)
     d_emb = encode_cached(encoder, dataset.corpus.ids, dataset.corpus.encoding_texts, "doc", cache_dir,
                           progress=progress)
+    release_workers(encoder)  # an encoder's Ray actors free their CPUs for the search
     t["encode"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     # One extra hit per query so that dropping an identical id still leaves `depth` results.

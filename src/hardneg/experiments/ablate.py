@@ -25,11 +25,12 @@ from typing import Any
 
 from hardneg.encode.models import default_cache_dir
 from hardneg.errors import HardnegError
-from hardneg.experiments.config import RunConfig, config_from_dict
-from hardneg.experiments.run import Context, execute, load_splits, run_inputs
+from hardneg.experiments.config import RunConfig, config_from_tables
+from hardneg.experiments.run import Context, encoding, execute, load_splits, run_inputs
 from hardneg.io import claim_output, read_json, stable_hash, write_json
 from hardneg.mining.pipeline import parse_plan
-from hardneg.options import MISSING, opt, parse_override, read_config
+from hardneg.experiments.tables import GRID_TABLE, RUN_TABLES
+from hardneg.options import MISSING, merge, opt, read_config
 
 log = logging.getLogger("hardneg")
 
@@ -67,8 +68,6 @@ def _grid_problems(grid_raw: Any) -> tuple[list[str], dict[str, Any]]:
     problems: list[str] = []
     if not isinstance(grid_raw, dict):
         return ["missing [grid] table (strategies, teachers, students, seeds)"], {}
-    known = {"strategies", "teachers", "students", "seeds"}
-    problems += [f"[grid] unknown key {k!r} (valid: {', '.join(sorted(known))})" for k in sorted(set(grid_raw) - known)]
     strategies: list[str] = []
     raw_s = grid_raw.get("strategies")
     if not isinstance(raw_s, list) or not raw_s:
@@ -102,16 +101,13 @@ def load_ablation(path: str | Path | None, overrides: list[str] = (),
     """The base run config and the grid of an ablation config (TOML or JSON; ``grid.key=value`` overrides and
     ``("grid", key)`` flags set the grid), with every problem reported at once."""
     raw = read_config(path) if path is not None else {}
-    grid_raw = raw.pop("grid", None)
-    grid_overrides = [o for o in overrides if "=" in o and o.split("=", 1)[0].strip().startswith("grid.")]
-    grid_flags = {k: list(v) for (t, k), v in (flags or {}).items() if t == "grid"}
-    if grid_overrides or grid_flags:
-        grid_raw = dict(grid_raw) if isinstance(grid_raw, dict) else {}
-        grid_raw.update({k: [v] if isinstance(v, (str, int)) else v for _, k, v in map(parse_override, grid_overrides)},
-                        **grid_flags)
-    problems, g = _grid_problems(grid_raw)
-    base = config_from_dict(raw, [o for o in overrides if o not in grid_overrides], where=str(path or "config"),
-                            extra_problems=problems, flags={k: v for k, v in (flags or {}).items() if k[0] != "grid"})
+    where, problems = str(path or "config"), []
+    tables = merge([*RUN_TABLES, GRID_TABLE], raw, list(overrides), flags, where=where, problems=problems)
+    given = raw.get("grid") is not None or any(k[0] == "grid" for k in flags or {}) \
+        or any(o.split("=", 1)[0].strip().startswith("grid.") for o in overrides)
+    grid_raw = {k: list(v) if isinstance(v, tuple) else v for k, v in tables["grid"].items()} if given else None
+    grid_problems, g = _grid_problems(grid_raw)
+    base = config_from_tables(tables, problems + grid_problems, where=where)
     return base, Grid(tuple(g["strategies"]), tuple(g["teachers"] or [base.teacher.model]),
                       tuple(g["students"] or [base.train.student]), tuple(g["seeds"]))
 
@@ -167,7 +163,7 @@ def run_ablation(base: RunConfig, grid: Grid, *, progress: bool = True, limit: i
     run_grid = grid.subset(strategies, seeds)
     cache_dir = Path(base.run.cache).expanduser() if base.run.cache else default_cache_dir()
     inputs = run_inputs(base, cache_dir) + list(grid.teachers) + list(grid.students)
-    with claim_output(base.run.out, "ablate", inputs=inputs, flag="run.out") as out:
+    with claim_output(base.run.out, "ablate", inputs=inputs, flag="run.out") as out, encoding(base):
         results = _run_points(base, grid, run_grid, out, cache_dir, progress=progress, limit=limit)
     return results
 

@@ -9,6 +9,7 @@ which defaults to 256 where the recipe sets 128)::
     [train]     see hardneg.train.config.TrainConfig (student, epochs, batch_size, temperature, ...)
     [evaluate]  max_seq_length, batch_size, depth, splits, precision
     [search]    backend (exact, faiss-flat, faiss-ivf, faiss-hnsw, ray), nlist, nprobe, hnsw_m, ef_search, ray_address
+    [encode]    backend (local, ray), ray_address, workers, cpus_per_worker, chunk_size: where encoders run
     [run]       out, cache
 
 Every key is also a flag of ``hardneg run`` / ``hardneg ablate``, ``--section.key VALUE`` (``_`` written as ``-``,
@@ -21,11 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hardneg.encode.backend import EncodeBackend
 from hardneg.encode.encoder import EncoderSpec
 from hardneg.errors import ConfigErrors, HardnegError
 from hardneg.search.depth import MAX_DEPTH, depth_problem
 from hardneg.mining.pipeline import Plan, parse_plan
-from hardneg.options import opt, parse_override, read_toml  # noqa: F401 (parse_override, read_toml: re-exports)
+from hardneg.experiments.tables import RUN_TABLES
+from hardneg.options import merge, opt
 from hardneg.search.spec import SearchSpec
 from hardneg.train.config import MAX_BATCH, MAX_LENGTH, TrainConfig
 
@@ -165,37 +168,39 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalSection = field(default_factory=EvalSection)
     search: SearchSpec = field(default_factory=SearchSpec)
+    encode: EncodeBackend = field(default_factory=EncodeBackend)
     run: RunSection = field(default_factory=RunSection)
 
     def identity(self) -> dict[str, Any]:
         """Per section, the settings that differ from their defaults (see ``nondefault``). Sections added later
-        (``LATER_SECTIONS``) appear only when set, so results and stages keyed before they existed stay valid."""
-        out = {f.name: nondefault(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        (``LATER_SECTIONS``) appear only when set, so results and stages keyed before they existed stay valid;
+        ``[encode]`` never does (where encoders run does not change their embeddings)."""
+        out = {f.name: nondefault(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in UNKEYED}
         return {k: v for k, v in out.items() if v or k not in LATER_SECTIONS}
 
     def to_dict(self) -> dict[str, Any]:
+        """Every section (``[encode]`` only when not local: configs resolved before it existed keep their bytes)."""
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
+            if f.name == "encode" and v.is_local:
+                continue
             d = v.to_dict() if hasattr(v, "to_dict") else dataclasses.asdict(v)
             out[f.name] = {k: list(x) if isinstance(x, tuple) else x for k, x in d.items()}
         return out
 
 
 LATER_SECTIONS = ("search",)  # added after results were keyed: absent from identity() while at their defaults
+UNKEYED = ("encode",)  # never in identity(): the same embeddings wherever they are computed
 _SECTIONS: dict[str, type] = {"data": DataSection, "teacher": EncoderSpec, "mine": MineSection,
                               "train": TrainConfig, "evaluate": EvalSection, "search": SearchSpec,
-                              "run": RunSection}
+                              "encode": EncodeBackend, "run": RunSection}
 _BASE = {"teacher": {"model": "minilm"}}  # required fields' defaults, to check other keys one by one
 
 
-def _build(name: str, cls: type, d: dict[str, Any], problems: list[str]) -> Any:
-    """Construct section ``name``, appending every problem (unknown keys and each bad value) to ``problems``."""
-    known = {f.name for f in dataclasses.fields(cls)}
+def _build(name: str, cls: type, good: dict[str, Any], problems: list[str]) -> Any:
+    """Construct section ``name`` from its known keys, appending each bad value's problem to ``problems``."""
     before = len(problems)
-    for k in sorted(set(d) - known):
-        problems.append(f"[{name}] unknown key {k!r} (valid: {', '.join(sorted(known))})")
-    good = {k: v for k, v in d.items() if k in known}
     base = {**_BASE.get(name, {})}
     for k in [k for k in base if k in good]:  # a required key's own value, when valid, is the base of the others
         try:
@@ -226,26 +231,15 @@ def _build(name: str, cls: type, d: dict[str, Any], problems: list[str]) -> Any:
 def config_from_dict(raw: dict[str, Any], overrides: list[str] = (), *, where: str = "config",
                      extra_problems: list[str] = (), flags: dict[tuple[str, str], Any] | None = None) -> RunConfig:
     """Apply overrides, then flags ((section, key) -> value, e.g. from ``--train.epochs``), to a parsed config
-    and validate everything, reporting all problems together."""
-    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    (``hardneg.options.merge``, as every verb) and validate everything, reporting all problems together."""
     problems: list[str] = list(extra_problems)
-    for o in overrides:
-        section, k, v = parse_override(o)
-        if section not in _SECTIONS:
-            problems.append(f"override {o!r}: unknown section {section!r}")
-            continue
-        raw.setdefault(section, {})[k] = v
-    for (section, k), v in (flags or {}).items():
-        raw.setdefault(section, {})[k] = list(v) if isinstance(v, tuple) else v
-    for s in sorted(set(raw) - set(_SECTIONS)):
-        problems.append(f"unknown section [{s}] (valid: {', '.join(_SECTIONS)})")
-    built = {}
-    for name, cls in _SECTIONS.items():
-        d = raw.get(name, {})
-        if not isinstance(d, dict):
-            problems.append(f"[{name}] must be a table")
-            continue
-        built[name] = _build(name, cls, d, problems)
+    tables = merge(RUN_TABLES, raw, list(overrides), flags, where=where, problems=problems)
+    return config_from_tables(tables, problems, where=where)
+
+
+def config_from_tables(tables: dict[str, dict[str, Any]], problems: list[str], *, where: str) -> RunConfig:
+    """The ``RunConfig`` of merged tables (``hardneg.options.merge``), with ``problems`` found so far."""
+    built = {name: _build(name, cls, tables.get(name, {}), problems) for name, cls in _SECTIONS.items()}
     if problems:
         raise ConfigErrors(problems, where=where)
     return RunConfig(**built)

@@ -16,8 +16,10 @@ changing a training setting retrains without re-mining, and a killed run resumes
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field, replace
+from typing import Any
 from pathlib import Path
 
 from hardneg.data.inject import manifest_for
@@ -197,10 +199,20 @@ def known_negative_stats(cfg: RunConfig, ctx: Context, strategy) -> dict:
     return known_negative_rates(mined, ctx.splits["train"], manifest)
 
 
+def encoding(cfg: RunConfig) -> Any:
+    """The block in which the run's encoders run where ``[encode]`` says (local: nothing changes, no Ray import)."""
+    if cfg.encode.is_local:
+        return contextlib.nullcontext()
+    from hardneg.scale import encoding as on_backend
+
+    return on_backend(cfg.encode)
+
+
 def run_pipeline(cfg: RunConfig, *, progress: bool = True) -> dict:
     """``hardneg run``: execute the stages and write config.resolved.json, results.json and timings.json."""
     cache_dir = Path(cfg.run.cache).expanduser() if cfg.run.cache else default_cache_dir()
-    with claim_output(cfg.run.out, "run", inputs=run_inputs(cfg, cache_dir), flag="run.out") as out:
+    with claim_output(cfg.run.out, "run", inputs=run_inputs(cfg, cache_dir), flag="run.out") as out, \
+            encoding(cfg):
         write_json(out / "config.resolved.json", cfg.to_dict())
         ctx = Context(cache_dir=cache_dir, splits=load_splits(cfg, cache_dir), progress=progress)
         res = execute(cfg, out, ctx)

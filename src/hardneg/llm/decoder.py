@@ -47,6 +47,7 @@ from hardneg.llm.boundary import (  # noqa: F401  (re-exported: importable from 
     prompt_boundary_report,
     true_prompt_boundary,
 )
+from hardneg.options import MISSING, opt
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -63,29 +64,23 @@ ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flex_attention")
 
 @dataclass(frozen=True)
 class DecoderConfig:
-    """How a causal LM becomes an embedder (NV-Retriever-v1 defaults).
+    """How a causal LM becomes an embedder (NV-Retriever-v1 defaults; the recipe's ``[model]`` table)."""
 
-    - ``base``: a local folder or hub id of a causal LM (``*ForCausalLM`` weights load into the base model; the
-      LM head is dropped).
-    - ``bidirectional``: replace causal by bidirectional attention (``config.is_causal = False``).
-    - ``mask_instruction``: exclude the query prompt's tokens from the mean pooling (``include_prompt=False``).
-    - ``normalize``: append an L2 ``Normalize`` module (cosine = dot product downstream).
-    - ``max_seq_length``: the inference truncation length stored in the folder (training uses the recipe's
-      query/document lengths).
-    - ``dtype``: weight dtype to load and save; ``"auto"`` = the checkpoint's own dtype.
-    - ``attn_implementation``: ``None`` = the transformers default (sdpa).
-    - ``exact_prompt_boundary``: right-strip normalizer so the masked prompt length is exact (module docstring).
-    """
-
-    base: str
-    bidirectional: bool = True
-    mask_instruction: bool = True
-    normalize: bool = True
-    max_seq_length: int = 512
-    dtype: str = "auto"
-    attn_implementation: str | None = None
-    exact_prompt_boundary: bool = True
-    trust_remote_code: bool = False
+    base: str = opt(MISSING, "Causal LM to build the embedder from: a folder or hub id (*ForCausalLM weights load "
+                             "into the base model; the LM head is dropped), e.g. mistralai/Mistral-7B-v0.1.")
+    bidirectional: bool = opt(True, "Replace causal by bidirectional attention (config.is_causal = false).")
+    mask_instruction: bool = opt(True, "Exclude the query prompt's tokens from the mean pooling "
+                                       "(include_prompt=false).")
+    normalize: bool = opt(True, "Append an L2 Normalize module (cosine = dot product downstream).")
+    max_seq_length: int = opt(512, "Inference truncation stored in the folder (training uses the query and "
+                                   "document lengths of [train]).")
+    dtype: str = opt("auto", "Weight dtype to load and save: auto (the checkpoint's own), float32, bfloat16 or "
+                             "float16.")
+    attn_implementation: str | None = opt(None, "eager, sdpa, flash_attention_2 or flex_attention [default: the "
+                                                "transformers default, sdpa].")
+    exact_prompt_boundary: bool = opt(True, "Right-strip normalizer so the masked prompt length is exact (module "
+                                            "docstring).")
+    trust_remote_code: bool = opt(False, "Allow the hub model's own Python code.")
 
     def __post_init__(self) -> None:
         problems: list[str] = []

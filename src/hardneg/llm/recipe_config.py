@@ -1,8 +1,7 @@
-"""The recipe's TOML config: ``[recipe]``, ``[model]``, ``[lora]``, ``[train]``, ``[stage1]``/``[stage2]`` with
-``[[stageN.data]]`` sources, ``[mine]`` and ``[evaluate]``, validated with every problem reported at once.
-
-The file is read by ``hardneg.experiments.config.read_toml`` and ``section.key=value`` overrides are parsed by
-its ``parse_override``, like ``hardneg run`` and ``hardneg ablate`` configs; the sections are the recipe's own.
+"""The recipe's config, validated with every problem reported at once: the tables of
+``hardneg.llm.recipe_tables`` (``[recipe]``, ``[model]``, ``[lora]``, ``[train]``, ``[stage1]``/``[stage2]`` with
+``[[stageN.data]]`` sources, ``[mine]``, ``[evaluate]``) read from a TOML / JSON file, ``table.key=value`` overrides
+and ``--table.key`` flags by ``hardneg.options`` (``read_config``, ``merge``), the one path of every verb.
 """
 from __future__ import annotations
 
@@ -13,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from hardneg.errors import ConfigErrors, HardnegError
-from hardneg.llm.decoder import DEFAULT_LORA_TARGETS, DecoderConfig
+from hardneg.llm.decoder import DecoderConfig
+from hardneg.llm.recipe_tables import TABLES, LoraSection, MineSection, RecipeSection
 from hardneg.llm.stage import KINDS, LLMTrainExtras
+from hardneg.options import merge, opt, read_config
 
 STAGE_KEYS_NOT_TRAIN = ("data", "include_stage1_data")
 
@@ -109,14 +110,16 @@ class MineSpec:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    datasets: tuple[str, ...] = ()
-    split: str = "test"
-    models: tuple[str, ...] = ("base", "stage1", "stage2")
-    max_seq_length: int | None = 512
-    batch_size: int = 32
-    depth: int = 1000
-    instructions: dict[str, str] = field(default_factory=dict)  # dataset name -> instruction (else descriptor)
-    splits: dict[str, str] = field(default_factory=dict)  # dataset name -> split (else ``split``)
+    datasets: tuple[str, ...] = opt((), "BEIR datasets (names or folders) to evaluate on, repeatable.")
+    split: str = opt("test", "Qrels split evaluated (see splits).")
+    models: tuple[str, ...] = opt(("base", "stage1", "stage2"), "Models evaluated, repeatable: base, stage1, stage2.")
+    max_seq_length: int | None = opt(512, "Truncation of queries and passages alike in tokens.")
+    batch_size: int = opt(32, "Encoding batch size.")
+    depth: int = opt(1000, "Results kept per query in the run (BEIR uses 1000).")
+    instructions: dict[str, str] = field(default_factory=dict, metadata={
+        "help": "Query instruction per dataset name, a table {name = \"text\"} [default: the dataset descriptor's]."})
+    splits: dict[str, str] = field(default_factory=dict, metadata={
+        "help": "Split per dataset name, a table {name = \"split\"} [default: split], e.g. {msmarco = \"dev\"}."})
 
 
 @dataclass(frozen=True)
@@ -145,19 +148,10 @@ class RecipeConfig:
         }
 
 
-_SECTIONS = ("recipe", "model", "lora", "train", "mine", "stage1", "stage2", "evaluate")
 _LORA_KEYS = {"rank": "lora_rank", "alpha": "lora_alpha", "dropout": "lora_dropout",
               "target_modules": "lora_target_modules", "enabled": "lora"}
-
-
-def _section(raw: dict[str, Any], name: str, problems: list[str]) -> dict[str, Any]:
-    v = raw.get(name, {})
-    if v is None:
-        return {}
-    if not isinstance(v, dict):
-        problems.append(f"[{name}] must be a table")
-        return {}
-    return dict(v)
+_PROMPT_HINT = ("query_prompt: the recipe prompts each source's queries with its own instruction "
+                "(\"{instruction}: \"); set instruction = ... on the [[stageN.data]] entry instead")
 
 
 def _try(problems: list[str], prefix: str, fn: Any, *args: Any, **kw: Any) -> Any:
@@ -174,27 +168,20 @@ def _try(problems: list[str], prefix: str, fn: Any, *args: Any, **kw: Any) -> An
 
 def _stage(name: str, shared: dict[str, Any], table: dict[str, Any], lora: dict[str, Any], seed: int,
            problems: list[str]) -> StageSpec | None:
+    """``[stageN]``: its training keys over ``[train]``'s over ``[lora]``'s, and its sources."""
     from hardneg.train.config import TrainConfig
 
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"student"}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     extra_fields = {f.name for f in dataclasses.fields(LLMTrainExtras)}
     merged = {**shared, **{k: v for k, v in table.items() if k not in STAGE_KEYS_NOT_TRAIN}}
-    for k in sorted(set(merged) - train_fields - extra_fields):
-        problems.append(f"[{name}] unknown key {k!r} (training keys: {', '.join(sorted(train_fields | extra_fields))})")
-    if "query_prompt" in merged:
-        problems.append(f"[{name}] query_prompt: the recipe prompts each source's queries with its own instruction "
-                        "(\"{instruction}: \"); set instruction = ... on the [[stageN.data]] entry instead")
-    tkw = {k: v for k, v in merged.items() if k in train_fields}
-    tkw.setdefault("seed", seed)
-    tkw = {**{"lora": True}, **lora, **tkw}
+    tkw = {"seed": seed, **lora, **{k: v for k, v in merged.items() if k in train_fields}}
     train = _try(problems, f"[{name}]", TrainConfig, student="(set by the recipe)", **tkw)
     extras = _try(problems, f"[{name}]", LLMTrainExtras, **{k: v for k, v in merged.items() if k in extra_fields})
-    data_raw = table.get("data", [])
-    if not isinstance(data_raw, list) or not all(isinstance(d, dict) for d in data_raw):
-        problems.append(f"[{name}] data must be a list of tables ([[{name}.data]])")
-        data_raw = []
     data = []
-    for i, d in enumerate(data_raw):
+    for i, d in enumerate(table.get("data", ())):
+        if not isinstance(d, dict):
+            problems.append(f"[{name}.data #{i + 1}] {d!r}: must be a table, e.g. {{beir = \"scifact\"}}")
+            continue
         ds = _try(problems, f"[{name}.data #{i + 1}]", DataSource, **d)
         if ds is not None:
             data.append(ds)
@@ -206,101 +193,53 @@ def _stage(name: str, shared: dict[str, Any], table: dict[str, Any], lora: dict[
     return StageSpec(train=train, extras=extras, data=tuple(data),
                      include_stage1_data=bool(include) and name != "stage1")
 
-def _apply_overrides(raw: dict[str, Any], overrides: Sequence[str], problems: list[str]) -> dict[str, Any]:
-    from hardneg.experiments.config import parse_override
 
-    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
-    for o in overrides:
-        section, k, v = parse_override(o)
-        if section not in _SECTIONS:
-            problems.append(f"override {o!r}: unknown section {section!r} (valid: {', '.join(_SECTIONS)})")
-            continue
-        if not isinstance(raw.get(section, {}), dict):
-            raw[section] = {}
-        raw.setdefault(section, {})[k] = v
-    for s in sorted(set(raw) - set(_SECTIONS)):
-        problems.append(f"unknown section [{s}] (valid: {', '.join(_SECTIONS)})")
-    return raw
-
-
-def _recipe_section(raw: dict[str, Any], problems: list[str]) -> tuple[Any, Any, int]:
-    rec = _section(raw, "recipe", problems)
-    for k in sorted(set(rec) - {"out", "cache", "seed"}):
-        problems.append(f"[recipe] unknown key {k!r} (valid: out, cache, seed)")
-    out, cache, seed = rec.get("out", "runs/nv-retriever-v1"), rec.get("cache"), rec.get("seed", 0)
-    if not isinstance(out, str) or not out:
-        problems.append(f"[recipe] out={out!r}: must be a folder path")
-    if cache is not None and (not isinstance(cache, str) or not cache):
-        problems.append(f"[recipe] cache={cache!r}: must be a folder path")
-    if not _is_int(seed) or seed < 0:
-        problems.append(f"[recipe] seed={seed!r}: must be an integer >= 0")
-        seed = 0
-    return out, cache, seed
-
-
-def _model_section(raw: dict[str, Any], problems: list[str]) -> DecoderConfig | None:
-    model_t = _section(raw, "model", problems)
-    known_model = {f.name for f in dataclasses.fields(DecoderConfig)}
-    for k in sorted(set(model_t) - known_model):
-        problems.append(f"[model] unknown key {k!r} (valid: {', '.join(sorted(known_model))})")
-    if "base" not in model_t:
+def _model_section(model: dict[str, Any], problems: list[str]) -> DecoderConfig | None:
+    if "base" not in model:
         problems.append("[model] base is required, e.g. base = \"mistralai/Mistral-7B-v0.1\"")
         return None
-    return _try(problems, "[model]", DecoderConfig, **{k: v for k, v in model_t.items() if k in known_model})
+    return _try(problems, "[model]", DecoderConfig, **model)
 
 
-def _lora_section(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
-    lora_t = _section(raw, "lora", problems)
-    for k in sorted(set(lora_t) - set(_LORA_KEYS)):
-        problems.append(f"[lora] unknown key {k!r} (valid: {', '.join(_LORA_KEYS)})")
-    lora = {_LORA_KEYS[k]: v for k, v in lora_t.items() if k in _LORA_KEYS}
-    lora.setdefault("lora_target_modules", list(DEFAULT_LORA_TARGETS))
-    return lora
+def _lora_section(lora: dict[str, Any]) -> dict[str, Any]:
+    """``[lora]`` as TrainConfig keywords (``rank`` -> ``lora_rank``, ...), its defaults filled in."""
+    sec = LoraSection(**lora)
+    return {_LORA_KEYS[f.name]: getattr(sec, f.name) for f in dataclasses.fields(sec)}
 
 
-def _mine_section(raw: dict[str, Any], stages: Sequence[StageSpec | None], seed: int, problems: list[str]
+def _mine_section(mine: dict[str, Any], stages: Sequence[StageSpec | None], seed: int, problems: list[str]
                   ) -> MineSpec | None:
     from hardneg.encode.encoder import EncoderSpec
     from hardneg.mining.pipeline import parse_plan
 
-    mine_t = _section(raw, "mine", problems)
-    if not mine_t:
+    if not mine:
         if any(d.beir is not None for s in stages if s is not None for d in s.data):
             problems.append("data sources given as beir = ... need a [mine] section (teacher, strategy, depth)")
         return None
-    for k in sorted(set(mine_t) - {"teacher", "strategy", "depth", "seed"}):
-        problems.append(f"[mine] unknown key {k!r} (valid: teacher, strategy, depth, seed)")
-    teacher_t = mine_t.get("teacher", {"model": "minilm"})
-    if isinstance(teacher_t, str):
-        teacher_t = {"model": teacher_t}
+    m = MineSection(**mine)
+    teacher_t = {"model": m.teacher} if isinstance(m.teacher, str) else m.teacher
     teacher = _try(problems, "[mine.teacher]", EncoderSpec.from_dict, teacher_t) \
         if isinstance(teacher_t, dict) else None
-    strategy = mine_t.get("strategy", "percpos(0.95)+topk(5)")
-    plan = _try(problems, "[mine]", parse_plan, strategy) if isinstance(strategy, str) else None
-    if not isinstance(strategy, str):
-        problems.append(f"[mine] strategy={strategy!r}: must be a strategy string")
-    depth, mseed = mine_t.get("depth", 100), mine_t.get("seed", seed)
-    if not _is_int(depth) or depth < 1:
-        problems.append(f"[mine] depth={depth!r}: must be an integer >= 1")
+    if not isinstance(teacher_t, dict):
+        problems.append(f"[mine] teacher={m.teacher!r}: must be a model name or a table of encoder keys")
+    plan = _try(problems, "[mine]", parse_plan, m.strategy) if isinstance(m.strategy, str) else None
+    if not isinstance(m.strategy, str):
+        problems.append(f"[mine] strategy={m.strategy!r}: must be a strategy string")
+    mseed = seed if m.seed is None else m.seed
+    if not _is_int(m.depth) or m.depth < 1:
+        problems.append(f"[mine] depth={m.depth!r}: must be an integer >= 1")
     if not _is_int(mseed) or mseed < 0:
         problems.append(f"[mine] seed={mseed!r}: must be an integer >= 0")
     if teacher is None or plan is None:
         return None
-    return MineSpec(teacher=teacher, strategy=str(plan), depth=depth, seed=mseed)
+    return MineSpec(teacher=teacher, strategy=str(plan), depth=m.depth, seed=mseed)
 
 
-def _evaluate_section(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
-    """The ``EvalSpec`` keywords of ``[evaluate]`` (built by the caller once no problem is left)."""
-    ev_t = _section(raw, "evaluate", problems)
-    known_ev = {f.name for f in dataclasses.fields(EvalSpec)}
-    for k in sorted(set(ev_t) - known_ev):
-        problems.append(f"[evaluate] unknown key {k!r} (valid: {', '.join(sorted(known_ev))})")
-    ev_kw = {k: v for k, v in ev_t.items() if k in known_ev}
+def _evaluate_section(ev_kw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """The checked ``EvalSpec`` keywords of ``[evaluate]`` (built by the caller once no problem is left)."""
     for k in ("datasets", "models"):
-        if k in ev_kw:
-            if not isinstance(ev_kw[k], list) or not all(isinstance(x, str) for x in ev_kw[k]):
-                problems.append(f"[evaluate] {k}={ev_kw[k]!r}: must be a list of strings")
-            ev_kw[k] = tuple(ev_kw[k]) if isinstance(ev_kw[k], list) else ()
+        if k in ev_kw and not all(isinstance(x, str) for x in ev_kw[k]):
+            problems.append(f"[evaluate] {k}={list(ev_kw[k])!r}: must be a list of strings")
     bad_models = [m for m in ev_kw.get("models", ()) if m not in ("base", "stage1", "stage2")]
     if bad_models:
         problems.append(f"[evaluate] models: unknown {bad_models} (choose from base, stage1, stage2)")
@@ -316,34 +255,36 @@ def _evaluate_section(raw: dict[str, Any], problems: list[str]) -> dict[str, Any
     return ev_kw
 
 
-def recipe_from_dict(raw: dict[str, Any], overrides: Sequence[str] = (), *, where: str = "recipe") -> RecipeConfig:
-    """Validate a parsed recipe TOML (plus ``section.key=value`` overrides), reporting every problem at once."""
+def recipe_from_dict(raw: dict[str, Any], overrides: Sequence[str] = (), *, where: str = "recipe",
+                     flags: dict[tuple[str, str], Any] | None = None) -> RecipeConfig:
+    """Validate a parsed recipe config with ``table.key=value`` overrides and ``(table, key)`` flags over it,
+    reporting every problem (unknown tables and keys included) at once."""
     problems: list[str] = []
-    raw = _apply_overrides(raw, overrides, problems)
-    out, cache, seed = _recipe_section(raw, problems)
-    model = _model_section(raw, problems)
-    lora = _lora_section(raw, problems)
-    shared = _section(raw, "train", problems)
-    s1 = _stage("stage1", shared, _section(raw, "stage1", problems), lora, seed, problems)
-    s2_t = _section(raw, "stage2", problems)
-    s2 = _stage("stage2", shared, s2_t, lora, seed, problems) if s2_t else None
+    t = merge(TABLES, raw, list(overrides), flags, where=where, problems=problems)
+    problems[:] = [p.split(" unknown key")[0] + " " + _PROMPT_HINT if "unknown key 'query_prompt'" in p else p
+                   for p in problems]
+    rec = _try(problems, "[recipe]", RecipeSection, **t["recipe"]) or RecipeSection()
+    model = _model_section(t["model"], problems)
+    lora = _lora_section(t["lora"])
+    s1 = _stage("stage1", t["train"], t["stage1"], lora, rec.seed, problems)
+    s2 = _stage("stage2", t["train"], t["stage2"], lora, rec.seed, problems) if t["stage2"] else None
     if s1 is not None and not s1.data:
         problems.append("[stage1] needs at least one [[stage1.data]] source")
     if s2 is not None and not s2.data and not s2.include_stage1_data:
         problems.append("[stage2] has no data: add [[stage2.data]] or set include_stage1_data = true")
-    mine = _mine_section(raw, (s1, s2), seed, problems)
-    ev_kw = _evaluate_section(raw, problems)
-    evaluate = EvalSpec(**ev_kw) if not problems else None
+    mine = _mine_section(t["mine"], (s1, s2), rec.seed, problems)
+    ev_kw = _evaluate_section(t["evaluate"], problems)
     if problems:
-        raise ConfigErrors(problems, where=where)
-    assert model is not None and s1 is not None and evaluate is not None
-    return RecipeConfig(model=model, stage1=s1, stage2=s2, mine=mine, evaluate=evaluate, out=out, cache=cache,
-                        seed=seed, raw=raw)
+        raise ConfigErrors(problems, where=where, verb="recipe")
+    assert model is not None and s1 is not None
+    return RecipeConfig(model=model, stage1=s1, stage2=s2, mine=mine, evaluate=EvalSpec(**ev_kw), out=rec.out,
+                        cache=rec.cache, seed=rec.seed, raw=t)
 
 
-def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig:
-    """Read and validate a recipe TOML (e.g. ``configs/nv-retriever-v1.toml``) with ``section.key=value``
-    overrides; relative paths inside it are taken as given (relative to the working directory)."""
-    from hardneg.experiments.config import read_toml
-
-    return recipe_from_dict(read_toml(path), overrides, where=str(path))
+def load_recipe(path: str | Path | None, overrides: Sequence[str] = (), *,
+                flags: dict[tuple[str, str], Any] | None = None) -> RecipeConfig:
+    """Read and validate a recipe config (TOML, e.g. ``configs/nv-retriever-v1.toml``, or JSON; ``None``: flags
+    and overrides only) with ``table.key=value`` overrides and ``(table, key)`` flags; relative paths inside it
+    are taken as given (relative to the working directory)."""
+    raw = read_config(path) if path is not None else {}
+    return recipe_from_dict(raw, overrides, where=str(path) if path is not None else "hardneg recipe", flags=flags)

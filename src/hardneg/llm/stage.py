@@ -24,6 +24,7 @@ from typing import Any
 
 from hardneg.errors import ConfigErrors, HardnegError
 from hardneg.llm.decoder import DEFAULT_LORA_TARGETS, instruction_prompt
+from hardneg.options import opt
 
 KINDS = ("retrieval", "classification", "clustering", "sts")
 SAMPLERS = ("proportional", "round_robin")
@@ -33,32 +34,24 @@ WEIGHT_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 @dataclass(frozen=True)
 class LLMTrainExtras:
-    """Trainer settings an LLM student needs beyond ``TrainConfig``.
+    """Trainer settings an LLM student needs beyond ``TrainConfig`` (the recipe's ``[train]`` / ``[stageN]``)."""
 
-    - ``gradient_checkpointing``: recompute each decoder layer in the backward pass (non-reentrant, so frozen
-      base weights need no input-grad hack); activations drop from every layer's internals to one hidden state
-      per layer and token.
-    - ``bf16``: ``"auto"`` = bf16 autocast on a CUDA GPU that supports it, fp32 elsewhere (this CPU);
-      ``true`` fails where unsupported; ``false`` = fp32.
-    - ``weights_dtype``: dtype of the frozen base weights while training; ``"auto"`` = bfloat16 when bf16 is on
-      (14.5 GB for Mistral-7B instead of 29 GB), else float32. LoRA adapters are always kept in float32.
-    - ``optimizer``, ``lr_scheduler``: transformers ``optim`` / ``lr_scheduler_type`` names.
-    - ``sampler``: how batches alternate between sources: ``proportional`` (every row once per epoch, sources
-      drawn in proportion to their size) or ``round_robin`` (one batch per source in turn, stops with the
-      smallest source).
-    - ``attn_implementation``: ``None`` = the one stored in the model (transformers default: sdpa).
-    - ``record_weight_hashes``: sha256 of the weights before LoRA and after merging (proves stage 2 starts from
-      stage 1's output); costs one pass over the weights.
-    """
-
-    gradient_checkpointing: bool = True
-    bf16: bool | str = "auto"
-    weights_dtype: str = "auto"
-    optimizer: str = "adamw_torch"
-    lr_scheduler: str = "linear"
-    sampler: str = "proportional"
-    attn_implementation: str | None = None
-    record_weight_hashes: bool = True
+    gradient_checkpointing: bool = opt(True, "Recompute each decoder layer in the backward pass (non-reentrant): "
+                                             "activations drop to one hidden state per layer and token.")
+    bf16: bool | str = opt("auto", "bf16 autocast: auto (on a CUDA GPU that supports it, fp32 elsewhere), true "
+                                   "(fails where unsupported) or false (fp32).")
+    weights_dtype: str = opt("auto", "dtype of the frozen base weights while training: auto (bfloat16 when bf16 is "
+                                     "on: 14.5 GB for Mistral-7B instead of 29 GB, else float32), float32, bfloat16 "
+                                     "or float16; LoRA adapters stay float32.")
+    optimizer: str = opt("adamw_torch", "transformers optim name.")
+    lr_scheduler: str = opt("linear", "transformers lr_scheduler_type name.")
+    sampler: str = opt("proportional", "How batches alternate between sources: proportional (every row once per "
+                                       "epoch, sources drawn in proportion to their size) or round_robin (one batch "
+                                       "per source in turn, stops with the smallest source).")
+    attn_implementation: str | None = opt(None, "Attention implementation while training [default: the one stored "
+                                                "in the model (sdpa)].")
+    record_weight_hashes: bool = opt(True, "sha256 of the weights before LoRA and after merging (proves stage 2 "
+                                           "starts from stage 1's output); one pass over the weights.")
 
     def __post_init__(self) -> None:
         p: list[str] = []

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hardneg.encode.backend import release_workers
 from hardneg.encode.cache import dataset_embeddings
 from hardneg.encode.encoder import EncoderSpec, encoder_precision, load_encoder
 from hardneg.errors import HardnegError
@@ -160,6 +161,7 @@ def get_pool(spec: EncoderSpec | str, dataset: Dataset, depth: int, cache_dir: P
     else:
         t0 = time.perf_counter()
         q_emb, d_emb = dataset_embeddings(encoder, dataset, cache_dir, progress=progress)
+        release_workers(encoder)  # an encoder's Ray actors free their CPUs for the search
         timings.add("encode", t0)
         t0 = time.perf_counter()
         fn = None if search is None or search.identity() is None else search.search_fn(progress=progress)
@@ -314,10 +316,12 @@ def warn_short(stats: dict, dataset: Dataset, teacher: str, n: int) -> None:
 
 
 def run_mine(dataset: Dataset, cfg: MineConfig, out: Path, cache_dir: Path | None, *,
-             progress: bool = True, manifest=None) -> dict:
+             progress: bool = True, manifest=None, record: dict | None = None) -> dict:
     """``hardneg mine``: encode and search once per teacher, replay every strategy, write outputs and a summary.
 
-    ``out`` must already be claimed for ``mine`` (``hardneg.io.claim_output``) by the caller.
+    ``out`` must already be claimed for ``mine`` (``hardneg.io.claim_output``) by the caller. ``record``: more
+    entries of summary.json, how the run ran (e.g. ``{"encode": ...}``: not in mine_config.json, which holds what
+    determines the outputs).
     """
     timings = Timings()
     pools = get_pools(cfg.teacher, dataset, cfg.depth, cache_dir, progress=progress, timings=timings,
@@ -331,6 +335,7 @@ def run_mine(dataset: Dataset, cfg: MineConfig, out: Path, cache_dir: Path | Non
                "strategies": {k: {kk: vv for kk, vv in v.items() if kk != "hist"} for k, v in stats.items()}}
     if cfg.teacher.precision != "fp32":  # what "auto" resolved to, per pool (fp32 runs keep their old bytes)
         summary["teacher_precision"] = [p.meta.get("teacher_precision", "unknown") for p in pools]
+    summary.update(record or {})
     write_json(out / "mine_config.json", cfg.to_dict())
     write_json(out / "summary.json", summary)
     summary["timings"] = timings.seconds  # printed, not written: wall times would break byte-identity

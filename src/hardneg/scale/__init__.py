@@ -5,8 +5,8 @@ See ``docs/scale.md`` for starting a cluster and pointing hardneg at it.
 """
 from __future__ import annotations
 
-from hardneg.scale.ray_mining import RayEncoder, build_pool_ray, encode_ray
+from hardneg.scale.ray_mining import RayEncoder, build_pool_ray, encode_ray, encoding
 from hardneg.search.ray_backend import RAY_ADDRESS_ENV, import_ray, init_ray, ray_search, ray_search_fn
 
-__all__ = ["RAY_ADDRESS_ENV", "RayEncoder", "build_pool_ray", "encode_ray", "import_ray", "init_ray", "ray_search",
-           "ray_search_fn"]
+__all__ = ["RAY_ADDRESS_ENV", "RayEncoder", "build_pool_ray", "encode_ray", "encoding", "import_ray", "init_ray",
+           "ray_search", "ray_search_fn"]

@@ -4,7 +4,8 @@
   a ``ray.util.ActorPool`` of workers; each worker loads the real encoder once. Plugged into the embedding
   cache (``encode_ray`` = ``open_cached(RayEncoder(...))``) it writes exactly the cache's shard files and
   meta.json on the driver, and a killed run resumes from the finished shards. Its fingerprint is the real
-  encoder's, so single-process and Ray runs share cache entries.
+  encoder's, so single-process and Ray runs share cache entries. ``encoding(EncodeBackend)`` makes every
+  ``load_encoder`` in its block a ``RayEncoder``: how the verbs' ``--encode ray`` and ``[encode]`` reach it.
 - Search: ``ray_search`` (in ``hardneg.search.ray_backend``: search knows no models or mining) gives every
   task a run of whole corpus shards and merges their exact top-k with the stable rule.
 - ``build_pool_ray``: ``build_pool`` with ``ray_search`` in place of ``exact_search``.
@@ -14,9 +15,11 @@ local instance (``num_cpus`` CPUs). Every function calls it, so a script may jus
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +27,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hardneg.encode.cache import open_cached
-from hardneg.encode.encoder import Encoder, EncoderSpec, Kind, check_texts, load_encoder
+from hardneg.encode.backend import EncodeBackend, encoder_factory
+from hardneg.encode.encoder import Encoder, EncoderSpec, Kind, check_texts, local_encoder
 from hardneg.errors import HardnegError
 from hardneg.mining.candidates import build_pool
 from hardneg.search.ray_backend import cpus_available, init_ray, ray_search
 from hardneg.types import CandidatePool, Dataset
 
 EncoderFactory = Callable[[EncoderSpec, "Path | None"], Encoder]
+log = logging.getLogger("hardneg")
 
 
 # -- encoding -------------------------------------------------------------------------------------------------
@@ -45,7 +50,7 @@ class EncodeWorker:
         torch.set_num_threads(max(1, threads))
         s = EncoderSpec.from_dict(spec)
         cache = Path(model_cache_dir) if model_cache_dir else None
-        self.encoder = factory(s, cache) if factory is not None else load_encoder(s, cache)
+        self.encoder = factory(s, cache) if factory is not None else local_encoder(s, cache)
 
     def info(self) -> dict[str, Any]:
         return {"dim": int(self.encoder.dim), "fingerprint": self.encoder.fingerprint(),
@@ -62,8 +67,11 @@ class RayEncoder:
     ``num_workers`` actors (default: the cluster's CPUs // ``cpus_per_worker``) of ``cpus_per_worker`` CPUs
     each; ``chunk_size`` texts per task (default: spread one call over about 4 tasks per worker, at least
     ``spec.batch_size``). ``factory(spec, model_cache_dir)`` builds the worker encoder (default
-    ``load_encoder``); it must be importable or picklable. Outputs equal single-process encoding for
+    ``local_encoder``); it must be importable or picklable. Outputs equal single-process encoding for
     deterministic encoders; transformer encoders can differ in the last float bits because the batches differ.
+
+    ``release()`` (or ``close()``) stops the actors and frees their CPUs but keeps the fingerprint: a later
+    ``encode`` starts them again (and checks they load the same model).
     """
 
     def __init__(self, spec: EncoderSpec, *, address: str | None = None, num_workers: int | None = None,
@@ -78,25 +86,37 @@ class RayEncoder:
             raise HardnegError(f"num_workers must be >= 1, got {num_workers}", fix="use e.g. num_workers=4")
         if chunk_size is not None and chunk_size < 1:
             raise HardnegError(f"chunk_size must be >= 1, got {chunk_size}", fix="use e.g. chunk_size=1024")
-        actor_cls = ray.remote(EncodeWorker).options(num_cpus=cpus_per_worker)
-        threads = max(1, int(math.floor(cpus_per_worker)))
-        self._actors = [actor_cls.remote(spec.to_dict(), None if model_cache_dir is None else str(model_cache_dir),
-                                         factory, threads) for _ in range(n)]
-        infos = ray.get([a.info.remote() for a in self._actors])
-        fps = {i["fingerprint"] for i in infos}
+        self._ray, self._pool_cls, self._n = ray, ActorPool, n
+        self._actor_cls = ray.remote(EncodeWorker).options(num_cpus=cpus_per_worker)
+        self._args = (spec.to_dict(), None if model_cache_dir is None else str(model_cache_dir), factory,
+                      max(1, int(math.floor(cpus_per_worker))))
+        self._fingerprint: str | None = None
+        self._actors: list[Any] = []
+        self.chunk_size = chunk_size
+        self._start()
+
+    def _start(self) -> None:
+        """Start the actors (each loads the model) and check that they all loaded the one model."""
+        self._actors = [self._actor_cls.remote(*self._args) for _ in range(self._n)]
+        try:
+            infos = self._ray.get([a.info.remote() for a in self._actors])
+        except BaseException:
+            self.release()
+            raise
+        fps = {i["fingerprint"] for i in infos} | ({self._fingerprint} if self._fingerprint else set())
         if len(fps) != 1:
+            self.release()
             raise HardnegError("Ray workers loaded different models (their fingerprints differ): "
                                + ", ".join(sorted(f"{i['host']}:{i['fingerprint']}" for i in infos)),
                                fix="give every node the same model files (same path or hub snapshot)")
         self.dim: int = int(infos[0]["dim"])
-        self._fingerprint: str = infos[0]["fingerprint"]
+        self._fingerprint = infos[0]["fingerprint"]
         self.workers: list[dict[str, Any]] = infos
-        self.chunk_size = chunk_size
-        self._pool = ActorPool(self._actors)
-        self._ray = ray
+        self._pool = self._pool_cls(self._actors)
 
     def fingerprint(self) -> str:
         """The workers' encoder fingerprint (all workers must agree)."""
+        assert self._fingerprint is not None
         return self._fingerprint
 
     def _chunks(self, n: int) -> list[tuple[int, int]]:
@@ -109,6 +129,8 @@ class RayEncoder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if not self._actors:
+            self._start()  # released earlier
         chunks = self._chunks(len(texts))
         out = np.empty((len(texts), self.dim), dtype=np.float32)  # [n, dim]
         results = self._pool.map(lambda a, c: a.encode.remote(texts[c[0]:c[1]], kind), chunks)
@@ -130,11 +152,15 @@ class RayEncoder:
             except Exception:  # noqa: BLE001 - the first error is already being raised
                 pass
 
-    def close(self) -> None:
-        """Stop the actors (their models are freed)."""
+    def release(self) -> None:
+        """Stop the actors (their models and CPUs are freed); a later ``encode`` starts them again."""
         for a in self._actors:
             self._ray.kill(a)
         self._actors = []
+
+    def close(self) -> None:
+        """Stop the actors (their models are freed)."""
+        self.release()
 
     def __enter__(self) -> RayEncoder:
         return self
@@ -159,6 +185,38 @@ def encode_ray(spec: EncoderSpec, ids: Sequence[str], texts: Sequence[str], kind
         enc.close()
 
 
+@contextlib.contextmanager
+def encoding(backend: EncodeBackend | None) -> Iterator[None]:
+    """Within the block, every ``load_encoder`` builds its encoder on ``backend`` (None or local: in this process,
+    nothing changes). Ray: one ``RayEncoder`` per (spec, model cache), started on first use; starting one releases
+    the others' actors (two pools that each want every CPU would wait on each other), mining and evaluation release
+    it once their embeddings are computed (``release_workers``: a Ray search may need those CPUs), and the block's
+    end stops them all. Embeddings, cache entries and every key are those of local encoding."""
+    if backend is None or backend.is_local:
+        yield
+        return
+    made: dict[tuple[EncoderSpec, str | None], RayEncoder] = {}
+
+    def factory(spec: EncoderSpec, cache_dir: Path | None) -> Encoder:
+        key = (spec, None if cache_dir is None else str(cache_dir))
+        for k, enc in made.items():
+            if k != key:
+                enc.release()
+        if key not in made:
+            made[key] = RayEncoder(spec, address=backend.ray_address, num_workers=backend.workers,
+                                   cpus_per_worker=backend.cpus_per_worker, chunk_size=backend.chunk_size,
+                                   model_cache_dir=cache_dir)
+            log.info("encoding %s on %d Ray workers", spec.model, len(made[key].workers))
+        return made[key]
+
+    try:
+        with encoder_factory(factory):
+            yield
+    finally:
+        for enc in made.values():
+            enc.close()
+
+
 def build_pool_ray(teacher: str, dataset: Dataset, q_emb: np.ndarray, d_emb: Any, depth: int, *,
                    address: str | None = None, progress: bool = False, meta: dict | None = None,
                    **search_kw: Any) -> CandidatePool:
@@ -178,4 +236,4 @@ def build_pool_ray(teacher: str, dataset: Dataset, q_emb: np.ndarray, d_emb: Any
     return build_pool(teacher, dataset, q_emb, local, depth, progress=progress, meta=meta, search_fn=search_fn)
 
 
-__all__ = ["EncodeWorker", "RayEncoder", "build_pool_ray", "encode_ray"]
+__all__ = ["EncodeWorker", "RayEncoder", "build_pool_ray", "encode_ray", "encoding"]
