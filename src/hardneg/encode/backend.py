@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hardneg.backend_text import split_options
 from hardneg.errors import ConfigErrors
 
 ENCODE_BACKENDS: tuple[str, ...] = ("local", "ray")
@@ -61,14 +62,9 @@ class EncodeBackend:
     @classmethod
     def parse(cls, text: str) -> EncodeBackend:
         """``BACKEND[:key=value,...]``, e.g. ``local`` or ``ray:ray_address=auto,workers=8``."""
-        backend, _, rest = text.strip().partition(":")
+        backend, raw = split_options(text, RAY_ONLY, what="encode", where="--encode")
         kw: dict[str, Any] = {}
-        for part in filter(None, (x.strip() for x in rest.split(","))):
-            key, eq, value = part.partition("=")
-            key, value = key.strip().replace("-", "_"), value.strip()
-            if not eq or key not in RAY_ONLY:
-                raise ConfigErrors([f"bad encode option {part!r} (give key=value with a key of "
-                                    f"{', '.join(RAY_ONLY)})"], where="--encode")
+        for key, value in raw.items():
             if key == "ray_address":
                 kw[key] = value
             else:
@@ -76,7 +72,7 @@ class EncodeBackend:
                     kw[key] = float(value) if key == "cpus_per_worker" else int(value)
                 except ValueError:
                     kw[key] = value  # reported by the validation
-        return cls(backend=backend.strip(), **kw)
+        return cls(backend=backend, **kw)
 
     def to_dict(self) -> dict[str, Any]:
         """The backend and its set parameters (ray's are ignored by local, so a config can switch backends)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from hardneg.backend_text import split_options
 from hardneg.errors import ConfigErrors
 
 BACKENDS: tuple[str, ...] = ("exact", "faiss-flat", "faiss-ivf", "faiss-hnsw", "ray")
@@ -53,16 +54,10 @@ class SearchSpec:
     @classmethod
     def parse(cls, text: str) -> SearchSpec:
         """``BACKEND[:key=value,...]``, e.g. ``faiss-ivf:nlist=256,nprobe=32`` or ``ray:ray_address=auto``."""
-        backend, _, rest = text.strip().partition(":")
-        kw: dict[str, Any] = {}
-        for part in filter(None, (x.strip() for x in rest.split(","))):
-            key, eq, value = part.partition("=")
-            key = key.strip().replace("-", "_")
-            if not eq or key not in {f.name for f in dataclasses.fields(cls)} - {"backend"}:
-                raise ConfigErrors([f"bad search option {part!r} (give key=value with a key of nlist, nprobe, "
-                                    "hnsw_m, ef_search, ray_address)"], where="--search")
-            kw[key] = value.strip() if key == "ray_address" else (int(value) if value.strip().isdigit() else value)
-        return cls(backend=backend.strip(), **kw)
+        keys = tuple(f.name for f in dataclasses.fields(cls) if f.name != "backend")
+        backend, raw = split_options(text, keys, what="search", where="--search")
+        kw: dict[str, Any] = {k: v if k == "ray_address" else (int(v) if v.isdigit() else v) for k, v in raw.items()}
+        return cls(backend=backend, **kw)
 
     def to_dict(self) -> dict[str, Any]:
         """The backend and its parameters that are set (another backend's parameters are ignored, so a config
