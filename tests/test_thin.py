@@ -19,6 +19,7 @@ from hardneg.encode.encoder import EncoderSpec
 from hardneg.errors import HardnegError
 from hardneg.evaluate.metrics import compute_metrics
 from hardneg.io import OUTPUT_MARKER
+from hardneg.mining.neighbours import pool_extras
 from hardneg.mining.pipeline import get_pool
 from hardneg.mining.select import apply_strategy
 from hardneg.mining.strategy import parse_strategy
@@ -332,15 +333,19 @@ def test_ablate_records_hidden_rates_on_thinned_data(tmp_path: Path, capsys):
     cfg = tmp_path / "ablate.toml"
     cfg.write_text(tiny_run_config(thinned, student, tmp_path / "out", tmp_path / "cache", dev="false", max_steps=1,
                                    mine="", evaluate='splits = ["test"]',
-                                   extra='[grid]\nstrategies = ["topk(2)", "percpos(0.95)+topk(2)"]\n'))
+                                   extra='[grid]\nstrategies = ["topk(2)", "percpos(0.95)+topk(2)", '
+                                         '"posnbr(0.9)+topk(2)"]\n'))  # posnbr: replayed with its pool extras
     code, _, err = run_cli(["ablate", str(cfg), "-q"], capsys)
     assert code == 0, err
     recs = {json.loads(x)["point"]["strategy"]: json.loads(x)
             for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()}
     ds = load_dataset(thinned, "train")
     pool = get_pool(EncoderSpec(model="hash"), ds, 10, tmp_path / "cache", progress=False)
+    assert set(recs) == {"topk(2)", "percpos(0.95)+topk(2)", "posnbr(0.9)+topk(2)"}
     for strategy, rec in recs.items():
-        want = hidden_rates(apply_strategy(pool, parse_strategy(strategy)), ds, load_hidden(thinned))
+        st = parse_strategy(strategy)
+        extras = pool_extras(pool, ds, tmp_path / "cache", need=set(st.needs())) if st.needs() else None
+        want = hidden_rates(apply_strategy(pool, st, extras=extras), ds, load_hidden(thinned))
         assert rec["mining"]["hidden"] == json.loads(json.dumps(want))
         assert "traps" not in rec["mining"]
         assert "judged@10" in rec["metrics"]["test"]["finetuned"]

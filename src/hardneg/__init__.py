@@ -22,6 +22,7 @@ _EXPORTS = {
     "load_eval_dataset": "hardneg.data.load",
     "parse_strategy": "hardneg.mining.strategy",
     "parse_teacher": "hardneg.mining.teachers",
+    "as_teacher": "hardneg.mining.teachers",
     "EncoderSpec": "hardneg.encode.encoder",
     "get_pool": "hardneg.mining.pipeline",
     "apply_strategy": "hardneg.mining.select",

@@ -185,12 +185,12 @@ def _pool(ds: Dataset, model: Any, depth: int, query_prompt: str | None, corpus_
     from hardneg.mining.candidates import build_pool
 
     if isinstance(model, (str, Path)):
-        from hardneg.encode.encoder import EncoderSpec
         from hardneg.mining.pipeline import get_pool
+        from hardneg.mining.teachers import make_teacher
 
-        spec = EncoderSpec(model=str(model), query_prompt=query_prompt or "", doc_prompt=corpus_prompt or "",
-                           batch_size=batch_size)
-        return get_pool(spec, ds, depth, Path(cache_folder) if cache_folder else None, progress=progress)
+        teacher = make_teacher(str(model), query_prompt=query_prompt or "", doc_prompt=corpus_prompt or "",
+                               batch_size=batch_size)
+        return get_pool(teacher, ds, depth, Path(cache_folder) if cache_folder else None, progress=progress)
     if not hasattr(model, "encode"):
         raise HardnegError(f"model is a {type(model).__name__}", where="mine_hard_negatives",
                            fix="pass a SentenceTransformer, a model folder, a hub id or an alias such as minilm")

@@ -84,19 +84,17 @@ def mine(o: MineOptions, *, progress: bool = True) -> dict[str, Any]:
     from hardneg.data.inject import manifest_for
     from hardneg.data.load import load_dataset
     from hardneg.data.thin import hidden_for
-    from hardneg.encode.encoder import EncoderSpec
     from hardneg.mining.pipeline import MineConfig, parse_plan, run_mine
-    from hardneg.mining.teachers import parse_teacher
+    from hardneg.mining.teachers import make_teacher
     from hardneg.search.spec import SearchSpec
 
     resolved = announce("mine", o)
     strategies = tuple(parse_plan(s) for s in o.strategy)
-    teacher_ref = "|".join(str(parse_teacher(t)) for t in o.teacher)
     exports = tuple(sorted({e for x in o.export for e in (("st", "flag", "triplets") if x == "all" else (x,))}))
-    spec = EncoderSpec(model=teacher_ref, query_prompt=o.query_prompt, doc_prompt=o.doc_prompt,
-                       max_seq_length=o.max_seq_length, batch_size=o.batch_size, normalize=o.normalize,
-                       dtype=o.dtype, trust_remote_code=o.trust_remote_code, precision=o.precision)  # type: ignore
-    cfg = MineConfig(teacher=spec, strategies=strategies, depth=o.depth, seed=o.seed, exports=exports,
+    teacher = make_teacher(o.teacher, query_prompt=o.query_prompt, doc_prompt=o.doc_prompt,
+                           max_seq_length=o.max_seq_length, batch_size=o.batch_size, normalize=o.normalize,
+                           dtype=o.dtype, trust_remote_code=o.trust_remote_code, precision=o.precision)
+    cfg = MineConfig(teacher=teacher, strategies=strategies, depth=o.depth, seed=o.seed, exports=exports,
                      short_policy=o.short, search=SearchSpec.parse(o.search))  # type: ignore[arg-type]
     enc = encode_backend(o.encode)
     cache = cache_dir(o.cache)
@@ -117,12 +115,12 @@ def diagnose(o: DiagnoseOptions, *, progress: bool = True) -> dict[str, Any]:
     from hardneg.report.diagnostics import run_diagnostics
     from hardneg.mining.pipeline import teacher_pools
     from hardneg.mining.strategy import parse_strategy
-    from hardneg.mining.teachers import parse_teacher
+    from hardneg.mining.teachers import make_teacher
     from hardneg.search.spec import SearchSpec
 
     resolved = announce("diagnose", o)
     strategies = [parse_strategy(s) for s in o.strategy]
-    teachers = [str(parse_teacher(t)) for t in o.teacher]
+    teachers = [make_teacher(t, max_seq_length=o.max_seq_length, precision=o.precision) for t in o.teacher]
     backend = SearchSpec.parse(o.search)
     enc = encode_backend(o.encode)
     cache = cache_dir(o.cache)
@@ -240,18 +238,16 @@ def audit(o: AuditOptions) -> dict[str, Any]:
 def calibrate(o: CalibrateOptions, *, progress: bool = True) -> dict[str, Any]:
     """``hardneg calibrate``: the threshold sweep of one filter."""
     check_options(o, CalibrateOptions)
-    from hardneg.encode.encoder import EncoderSpec
     from hardneg.mining.calibrate import run_calibrate
-    from hardneg.mining.teachers import parse_teacher
+    from hardneg.mining.teachers import make_teacher
 
     resolved = announce("calibrate", o)
-    spec = EncoderSpec(model=str(parse_teacher(o.teacher)), max_seq_length=o.max_seq_length,
-                       precision=o.precision)  # type: ignore[arg-type]
+    teacher = make_teacher(o.teacher, max_seq_length=o.max_seq_length, precision=o.precision)
     enc = encode_backend(o.encode)
     cache = cache_dir(o.cache)
     out = Path(o.out)
     with claim_output(out, "calibrate", inputs=inputs(o.data, cache, o.teacher)), encoding(enc):
-        res = run_calibrate(o.data, spec, o.filter, out, n=o.n, split=o.split, depth=o.depth, cache_dir=cache,
+        res = run_calibrate(o.data, teacher, o.filter, out, n=o.n, split=o.split, depth=o.depth, cache_dir=cache,
                             progress=progress, ref=o.ref)
         write_json(out / RESOLVED, resolved)
     return res

@@ -248,12 +248,12 @@ def removed_candidates(s: MinedInput, dataset, cache_dir: Path | None, *, per_ro
     Only from a candidate pool already in the cache (this never encodes or searches), and only when replaying the
     strategy on it gives exactly the mined file's negatives. Returns (mapping or None, a note saying why not).
     """
-    from hardneg.encode.encoder import EncoderSpec, load_encoder
+    from hardneg.encode.encoder import EncoderSpec
     from hardneg.mining.candidates import effective_depth, load_pool
     from hardneg.mining.pipeline import pool_key
     from hardneg.mining.select import apply_strategy, filter_mask, row_layout
     from hardneg.mining.strategy import parse_strategy
-    from hardneg.mining.teachers import member_specs, parse_teacher, teacher_fingerprint
+    from hardneg.mining.teachers import as_teacher, teacher_fingerprint
 
     cfg = s.mine_config
     if cache_dir is None:
@@ -264,16 +264,12 @@ def removed_candidates(s: MinedInput, dataset, cache_dir: Path | None, *, per_ro
         strategy = parse_strategy((s.stats or {}).get("resolved") or s.strategy)  # auto thresholds as resolved
         if not strategy.filters:
             return {}, None
-        spec = EncoderSpec.from_dict(cfg["teacher"])
-        ref = parse_teacher(spec.model)
-        if ref.kind == "list":
-            spec = next((m for m in member_specs(ref, spec) if m.model == s.teacher), None)
-            if spec is None:
-                return None, "teacher of the set not found in mine_config.json"
-            ref = parse_teacher(spec.model)
+        whole = as_teacher(EncoderSpec.from_dict(cfg["teacher"]))
+        teacher = whole if whole.kind != "list" else next((t for t in whole.parts() if str(t) == s.teacher), None)
+        if teacher is None:
+            return None, "teacher of the set not found in mine_config.json"
         depth = effective_depth(int(cfg.get("depth", 100)), len(dataset.corpus))
-        fp = load_encoder(spec, cache_dir).fingerprint() if ref.kind == "single" else \
-            teacher_fingerprint(spec, cache_dir)
+        fp = teacher_fingerprint(teacher, cache_dir)
         folder = Path(cache_dir) / "pools" / pool_key(fp, dataset, depth)
         if not (folder / "pool.json").is_file():
             return None, "its candidate pool is not in the cache (pass the --cache that `hardneg mine` used)"

@@ -35,9 +35,9 @@ from hardneg.experiments.config import RunConfig, nondefault
 from hardneg.experiments.stages import ensure_stage, stage_dir
 from hardneg.io import claim_output, read_json, stable_hash, write_json
 from hardneg.errors import HardnegError
-from hardneg.mining.pipeline import MineConfig, Timings, get_pools, mine_to_folder
+from hardneg.mining.pipeline import MineConfig, Timings, get_pools, mine_to_folder, strategy_extras
 from hardneg.mining.select import apply_strategy
-from hardneg.mining.teachers import parse_teacher, teacher_fingerprint
+from hardneg.mining.teachers import Teacher, as_teacher, teacher_fingerprint
 from hardneg.mining.trap import known_negative_rates
 from hardneg.train.config import TrainConfig
 from hardneg.train.trainer import train
@@ -75,12 +75,13 @@ class Context:
     cache_dir: Path
     splits: dict[str, Dataset]
     progress: bool = True
-    _fingerprints: dict[EncoderSpec, str] = field(default_factory=dict)
+    _fingerprints: dict[Teacher, str] = field(default_factory=dict)
 
-    def fingerprint(self, spec: EncoderSpec) -> str:
-        if spec not in self._fingerprints:
-            self._fingerprints[spec] = teacher_fingerprint(spec, self.cache_dir)
-        return self._fingerprints[spec]
+    def fingerprint(self, teacher: Teacher | EncoderSpec) -> str:
+        teacher = as_teacher(teacher)
+        if teacher not in self._fingerprints:
+            self._fingerprints[teacher] = teacher_fingerprint(teacher, self.cache_dir)
+        return self._fingerprints[teacher]
 
 
 def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
@@ -103,21 +104,22 @@ def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
 def mine_stage(cfg: RunConfig, out: Path, ctx: Context, timings: dict[str, float]) -> Path:
     """The mined set of ``cfg``'s strategy on the train split (``stages/mine-<hash>``)."""
     splits, strategy = ctx.splits, cfg.mine.parsed
+    teacher = as_teacher(cfg.teacher)  # the [teacher] table stays an EncoderSpec: run identities are unchanged
     backend = cfg.search.identity()  # None for exact: exact stage keys are unchanged
-    mine_spec = {"teacher": ctx.fingerprint(cfg.teacher), "data": dataset_id(splits["train"]),
+    mine_spec = {"teacher": ctx.fingerprint(teacher), "data": dataset_id(splits["train"]),
                  "depth": cfg.mine.depth, "strategy": str(strategy), "seed": cfg.mine.seed,
                  **({} if backend is None else {"search": backend})}
 
     def build(tmp: Path) -> None:
         log.info("stage mine: %s (%s)", stage_dir(out, "mine", mine_spec).name, strategy)
-        if parse_teacher(cfg.teacher.model).kind == "list" and strategy.ensemble is None:
-            raise HardnegError(f'teacher "{cfg.teacher.model}" lists several teachers but strategy "{strategy}" '
+        if teacher.kind == "list" and strategy.ensemble is None:
+            raise HardnegError(f'teacher "{teacher}" lists several teachers but strategy "{strategy}" '
                                "has no ensemble", fix="append +ensemble(intra,no-dedup) (or cross, intra,dedup)")
         pool_t = Timings()
-        pools = get_pools(cfg.teacher, splits["train"], cfg.mine.depth, ctx.cache_dir, progress=ctx.progress,
+        pools = get_pools(teacher, splits["train"], cfg.mine.depth, ctx.cache_dir, progress=ctx.progress,
                           timings=pool_t, search=cfg.search)
         timings.update({f"mine_{k}": v for k, v in pool_t.seconds.items()})
-        mcfg = MineConfig(teacher=cfg.teacher, strategies=(strategy,), depth=cfg.mine.depth, seed=cfg.mine.seed)
+        mcfg = MineConfig(teacher=teacher, strategies=(strategy,), depth=cfg.mine.depth, seed=cfg.mine.seed)
         mine_to_folder(pools, splits["train"], mcfg, tmp, cache_dir=ctx.cache_dir)
         write_json(tmp / "spec.json", mine_spec)
 
@@ -193,9 +195,10 @@ def known_negative_stats(cfg: RunConfig, ctx: Context, strategy) -> dict:
     manifest = manifest_for(cfg.data.path, cfg.data.train_split) or hidden_for(cfg.data.path, cfg.data.train_split)
     if manifest is None:
         return {}
-    pools = get_pools(cfg.teacher, ctx.splits["train"], cfg.mine.depth, ctx.cache_dir, progress=False,
+    pools = get_pools(as_teacher(cfg.teacher), ctx.splits["train"], cfg.mine.depth, ctx.cache_dir, progress=False,
                       search=cfg.search)
-    mined = apply_strategy(pools[0], strategy.strategy, seed=cfg.mine.seed)
+    extras = strategy_extras(pools[0], strategy.strategy, ctx.splits["train"], ctx.cache_dir)  # posnbr, dedup
+    mined = apply_strategy(pools[0], strategy.strategy, seed=cfg.mine.seed, extras=extras)
     return known_negative_rates(mined, ctx.splits["train"], manifest)
 
 

@@ -177,15 +177,15 @@ def _mine_source(run: RecipeRun, src: DataSource) -> tuple[Path, str]:
     from hardneg.experiments.run import dataset_id
     from hardneg.io import write_json
     from hardneg.mining.pipeline import MineConfig, get_pools, mine_to_folder, parse_plan
-    from hardneg.mining.teachers import teacher_fingerprint
+    from hardneg.mining.teachers import as_teacher, teacher_fingerprint
 
     mine = run.cfg.mine
     assert mine is not None and src.beir is not None
     plan = parse_plan(mine.strategy)
     ds = load_dataset(src.beir, src.split, cache_dir=run.cache_dir)
     # E5-Mistral-style teachers take the task instruction in their query prompt: "{instruction}" is filled in.
-    teacher = replace(mine.teacher, query_prompt=mine.teacher.query_prompt.replace(
-        "{instruction}", src.resolved_instruction))
+    teacher = as_teacher(replace(mine.teacher, query_prompt=mine.teacher.query_prompt.replace(
+        "{instruction}", src.resolved_instruction)))
     spec = {"teacher": teacher_fingerprint(teacher, run.cache_dir), "data": dataset_id(ds),
             "depth": mine.depth, "strategy": str(plan), "seed": mine.seed}
 

@@ -63,16 +63,24 @@ def _r(x: float | None) -> float | None:
 
 
 def _teacher_spec(teacher, inp: MinedInput):
+    """The one encoder of the audit's teacher: ``teacher`` (a string, EncoderSpec or Teacher), else that of the
+    set's mine_config.json when it names one encoder (None for fusion and lists: the teacher checks are skipped)."""
     from hardneg.encode.encoder import EncoderSpec
+    from hardneg.mining.teachers import as_teacher
 
     if teacher is not None:
-        return EncoderSpec(model=teacher) if isinstance(teacher, str) else teacher
+        t = as_teacher(teacher)
+        if t.kind != "single":
+            raise HardnegError(f"the audit scores with one encoder, got teacher {t}", where="--teacher",
+                               fix="pass one alias, folder or hub id (e.g. the first member of the fusion)")
+        return t.base
     for f in inp.files:
         for cand in (f.parent / "mine_config.json", f.parent.parent / "mine_config.json"):
             if cand.is_file():
                 t = json.loads(cand.read_text(encoding="utf-8")).get("teacher")
                 if isinstance(t, dict) and "|" not in t.get("model", "|"):
-                    return EncoderSpec.from_dict(t)
+                    spec = as_teacher(EncoderSpec.from_dict(t))
+                    return spec.base if spec.kind == "single" else None
     return None
 
 def _normaliser() -> Callable[[str | None], str | None]:

@@ -166,21 +166,19 @@ def _png(rows: list[dict], path: Path, kind: str, n: int, ref: str = "min") -> N
 
 def run_calibrate(data: str | Path, teacher, kind: str, out: str | Path, *, n: int = 4, split: str = "train",
                   depth: int = 100, cache_dir: Path | None = None, progress: bool = True, ref: str = "min") -> dict:
-    """Sweep ``kind`` on the (cached) pool of ``teacher`` (an alias or an EncoderSpec) on ``data``; write
-    calibrate.md/.csv/.json/.png under ``out``
-    (claimed by the caller). Returns {"rows": [...], "markdown": str, "files": [...]}."""
+    """Sweep ``kind`` on the (cached) pool of ``teacher`` (a Teacher, a teacher string or an EncoderSpec) on
+    ``data``; write calibrate.md/.csv/.json/.png under ``out`` (claimed by the caller).
+    Returns {"rows": [...], "markdown": str, "files": [...]}."""
     from hardneg.data.inject import manifest_for
     from hardneg.data.load import load_dataset
-    from hardneg.encode.encoder import EncoderSpec
     from hardneg.mining.pipeline import get_pool
-    from hardneg.mining.teachers import parse_teacher
+    from hardneg.mining.teachers import as_teacher
 
     if kind not in FILTERS:
         raise HardnegError(f"unknown filter {kind}", where="--filter", fix=f"choose from {', '.join(FILTERS)}")
     dataset = load_dataset(data, split, cache_dir=cache_dir)
-    spec = EncoderSpec(model=str(parse_teacher(teacher))) if isinstance(teacher, str) else teacher
-    teacher = spec.model
-    pool = get_pool(spec, dataset, depth, cache_dir, progress=progress)
+    teacher = as_teacher(teacher)
+    pool = get_pool(teacher, dataset, depth, cache_dir, progress=progress)
     extras = None
     if kind == "posnbr":
         from hardneg.mining.neighbours import pool_extras
@@ -193,7 +191,7 @@ def run_calibrate(data: str | Path, teacher, kind: str, out: str | Path, *, n: i
                                         f"n = {n}, depth {pool.depth}, {int(pool.pos_ptr[-1]):,} rows")
     write_text(out / "calibrate.md", md)
     write_text(out / "calibrate.csv", _csv(rows))
-    write_json(out / "calibrate.json", {"data": str(data), "split": split, "teacher": teacher, "filter": kind, "n": n,
-                                        "ref": ref, "depth": pool.depth, "rows": rows})
+    write_json(out / "calibrate.json", {"data": str(data), "split": split, "teacher": str(teacher), "filter": kind,
+                                        "n": n, "ref": ref, "depth": pool.depth, "rows": rows})
     _png(rows, out / "calibrate.png", kind, n, ref)
     return {"rows": rows, "markdown": md, "files": ["calibrate.md", "calibrate.csv", "calibrate.json", "calibrate.png"]}

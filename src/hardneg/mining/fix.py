@@ -57,7 +57,7 @@ def write_fixed(inp: MinedInput, info: dict, dataset: Dataset, fix: Path, refill
     from hardneg.io import ensure_dir
 
     ensure_dir(fix)
-    ids, texts, row_of = dataset.corpus.ids, dataset.corpus.encoding_texts, dataset.corpus.row
+    texts, row_of = dataset.corpus.encoding_texts, dataset.corpus.row
     n = info["n"]
     kept_rows: list[Any] = []
     dropped_negs = added = dropped_rows = 0

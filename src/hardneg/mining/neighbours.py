@@ -99,10 +99,11 @@ def _array_digest(*arrays: np.ndarray) -> str:
 
 
 def doc_embeddings(pool: CandidatePool, dataset: Dataset, cache_dir: Path | None, teacher=None) -> np.ndarray:
-    """The document embeddings of the pool's teacher (or ``teacher``, an EncoderSpec or alias), from the cache."""
+    """The document embeddings of the pool's teacher (or ``teacher``: a Teacher, an EncoderSpec or an alias), from
+    the cache."""
     from hardneg.encode.cache import encode_cached
     from hardneg.encode.encoder import EncoderSpec, load_encoder
-    from hardneg.mining.teachers import parse_teacher
+    from hardneg.mining.teachers import as_teacher
 
     if teacher is None:
         d = pool.meta.get("teacher_spec")
@@ -110,13 +111,11 @@ def doc_embeddings(pool: CandidatePool, dataset: Dataset, cache_dir: Path | None
             raise HardnegError(f"posnbr needs document embeddings, and the pool of {pool.teacher} has none (a fusion "
                                "or hand-made pool)", where="posnbr",
                                fix="mine with a single encoder teacher, or pass the pool_extras teacher=")
-        spec = EncoderSpec.from_dict(d)
-    else:
-        spec = EncoderSpec(model=teacher) if isinstance(teacher, str) else teacher
-    if parse_teacher(spec.model).kind != "single":
-        raise HardnegError(f"posnbr needs one encoder's document embeddings, got {spec.model}", where="posnbr",
+    t = as_teacher(EncoderSpec.from_dict(d) if teacher is None else teacher)
+    if t.kind != "single":
+        raise HardnegError(f"posnbr needs one encoder's document embeddings, got {t}", where="posnbr",
                            fix="use a single encoder teacher")
-    enc = load_encoder(spec, cache_dir)
+    enc = load_encoder(t.base, cache_dir)
     return encode_cached(enc, dataset.corpus.ids, dataset.corpus.encoding_texts, "doc", cache_dir, progress=False)
 
 

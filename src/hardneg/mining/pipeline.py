@@ -19,12 +19,12 @@ from hardneg.errors import HardnegError
 from hardneg.io import atomic_path, ensure_dir, stable_hash, write_json, write_jsonl
 from hardneg.mining.candidates import build_pool, depth_problem, effective_depth, load_pool, save_pool
 from hardneg.mining.ensemble import EnsembleSpec, ensemble_mine, ensemble_rows, ensemble_stats, split_ensemble
-from hardneg.mining.export import EXPORTS, PadScorer, ShortPolicy, project_rows, write_exports
+from hardneg.mining.export import EXPORTS, PadScorer, ShortPolicy, write_exports
 from hardneg.mining.select import PoolExtras, apply_strategy
 from hardneg.mining.stats import mining_stats
 from hardneg.mining.strategy import Strategy, parse_strategy
 from hardneg.mining.treat import export_view, mined_rows
-from hardneg.mining.teachers import TeacherRef, member_specs, parse_teacher, teacher_fingerprint
+from hardneg.mining.teachers import Teacher, as_teacher, make_teacher, teacher_fingerprint
 from hardneg.search.exact import score_pairs
 from hardneg.search.spec import SearchSpec
 from hardneg.types import CandidatePool, Dataset
@@ -59,9 +59,10 @@ def parse_plan(text: str) -> Plan:
 
 @dataclass(frozen=True)
 class MineConfig:
-    """Everything that determines a mining run's outputs."""
+    """Everything that determines a mining run's outputs (``teacher``: a ``Teacher``; a string or an
+    ``EncoderSpec`` is parsed into one)."""
 
-    teacher: EncoderSpec
+    teacher: Teacher
     strategies: tuple[Plan, ...]
     depth: int = 100
     seed: int = 0
@@ -70,6 +71,7 @@ class MineConfig:
     search: SearchSpec = field(default_factory=SearchSpec)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "teacher", as_teacher(self.teacher))
         problems = []
         if (depth_msg := depth_problem(self.depth)) is not None:
             problems.append(depth_msg)
@@ -85,11 +87,11 @@ class MineConfig:
         slugs = [s.slug for s in self.strategies]
         if len(set(slugs)) != len(slugs):
             problems.append("a strategy is listed twice")
-        ref = parse_teacher(self.teacher.model)
+        kind = self.teacher.kind
         ens = [str(p) for p in self.strategies if p.ensemble is not None]
-        if ens and ref.kind != "list":
+        if ens and kind != "list":
             problems.append(f"ensemble strategies ({', '.join(ens)}) need several teachers")
-        if self.short_policy == "pad" and "flag" in self.exports and ref.kind != "single":
+        if self.short_policy == "pad" and "flag" in self.exports and kind != "single":
             problems.append("--short pad with the flag export needs one encoder teacher (the padded documents' "
                             "teacher scores are computed from its embeddings); use --short drop")
         if problems:
@@ -122,8 +124,8 @@ def pool_key(teacher_fp: str, dataset: Dataset, depth: int, search: SearchSpec |
     return stable_hash(key if ident is None else {**key, "search": ident}, n=24)
 
 
-def get_pool(spec: EncoderSpec | str, dataset: Dataset, depth: int, cache_dir: Path | None, *, progress: bool = True,
-             timings: Timings | None = None, search: SearchSpec | None = None) -> CandidatePool:
+def get_pool(teacher: Teacher | EncoderSpec | str, dataset: Dataset, depth: int, cache_dir: Path | None, *,
+             progress: bool = True, timings: Timings | None = None, search: SearchSpec | None = None) -> CandidatePool:
     """The candidate pool of one teacher (an encoder or a fusion), from the cache when it exists.
 
     ``depth`` beyond the corpus size is clamped to it (before the cache key: equal pools, one entry). ``search``
@@ -132,17 +134,17 @@ def get_pool(spec: EncoderSpec | str, dataset: Dataset, depth: int, cache_dir: P
     asked, depth = depth, effective_depth(depth, len(dataset.corpus))
     if depth < asked:
         log.info("depth %d exceeds the corpus (%d documents): candidate pools hold %d", asked, depth, depth)
-    spec = EncoderSpec(model=spec) if isinstance(spec, str) else spec  # a teacher given as a plain string
-    ref = parse_teacher(spec.model)
-    if ref.kind == "list":
-        raise HardnegError(f'"{spec.model}" lists several teachers; each has its own pool',
+    teacher = as_teacher(teacher)
+    if teacher.kind == "list":
+        raise HardnegError(f'"{teacher}" lists several teachers; each has its own pool',
                            fix="use get_pools, or mine with an ensemble(...) strategy")
-    if ref.kind == "fusion" and search is not None and search.identity() is not None:
-        raise HardnegError(f"fusion teacher {spec.model!r} searches its members exactly", where="search backend",
+    if teacher.kind == "fusion" and search is not None and search.identity() is not None:
+        raise HardnegError(f"fusion teacher {str(teacher)!r} searches its members exactly", where="search backend",
                            fix="use the exact backend with fusion teachers")
     t0 = time.perf_counter()
-    encoder = load_encoder(spec, cache_dir) if ref.kind == "single" else None
-    fp = encoder.fingerprint() if encoder is not None else teacher_fingerprint(spec, cache_dir)
+    spec = teacher.members()[0]  # a single teacher's one encoder
+    encoder = load_encoder(spec, cache_dir) if teacher.kind == "single" else None
+    fp = encoder.fingerprint() if encoder is not None else teacher_fingerprint(teacher, cache_dir)
     timings.add("load_model", t0)
     folder = None if cache_dir is None else Path(cache_dir) / "pools" / pool_key(fp, dataset, depth, search)
     if folder is not None and (folder / "pool.json").is_file():
@@ -150,13 +152,13 @@ def get_pool(spec: EncoderSpec | str, dataset: Dataset, depth: int, cache_dir: P
         try:
             pool = load_pool(folder)
             timings.add("load_pool", t0)
-            log.info("candidate pool of %s: cache hit %s", spec.model, folder)
+            log.info("candidate pool of %s: cache hit %s", teacher, folder)
             return pool
         except HardnegError as exc:
             log.warning("candidate pool cache entry unusable (%s); rebuilding", exc)
     if encoder is None:  # fusion: members' pools and embeddings come from the cache
         t0 = time.perf_counter()
-        pool = fusion_pool(ref, spec, dataset, depth, cache_dir, progress=progress, timings=timings)
+        pool = fusion_pool(teacher, dataset, depth, cache_dir, progress=progress, timings=timings)
         timings.add("fusion", t0)
     else:
         t0 = time.perf_counter()
@@ -176,44 +178,45 @@ def get_pool(spec: EncoderSpec | str, dataset: Dataset, depth: int, cache_dir: P
     return pool
 
 
-def fusion_pool(ref: TeacherRef, base: EncoderSpec, dataset: Dataset, depth: int, cache_dir: Path | None, *,
+def fusion_pool(teacher: Teacher, dataset: Dataset, depth: int, cache_dir: Path | None, *,
                 progress: bool = True, timings=None) -> CandidatePool:
     """Build a fusion teacher's pool from its members' (cached) pools and embeddings."""
     from hardneg.mining.fusion import FusionMember, fuse_pools
 
     members = []
-    for spec in member_specs(ref, base):
+    for spec in teacher.members():
         pool = get_pool(spec, dataset, depth, cache_dir, progress=progress, timings=timings)
         enc = load_encoder(spec, cache_dir)
         q, d = dataset_embeddings(enc, dataset, cache_dir, progress=progress)
         members.append(FusionMember.from_embeddings(spec.model, q, d, pool=pool))
-    return fuse_pools(members, dataset, depth, how=ref.how, name=str(ref), progress=progress)
+    return fuse_pools(members, dataset, depth, how=teacher.how, name=str(teacher), progress=progress)
 
 
-def get_pools(spec: EncoderSpec, dataset: Dataset, depth: int, cache_dir: Path | None, *, progress: bool = True,
-              timings: Timings | None = None, search: SearchSpec | None = None) -> list[CandidatePool]:
-    """One pool per teacher of ``spec.model`` (a list ``a|b`` gives several, best first)."""
-    ref = parse_teacher(spec.model)
-    specs = member_specs(ref, spec) if ref.kind == "list" else [spec]
-    return [get_pool(s, dataset, depth, cache_dir, progress=progress, timings=timings, search=search)
-            for s in specs]
+def get_pools(teacher: Teacher | EncoderSpec | str, dataset: Dataset, depth: int, cache_dir: Path | None, *,
+              progress: bool = True, timings: Timings | None = None, search: SearchSpec | None = None
+              ) -> list[CandidatePool]:
+    """One pool per teacher (a list ``a|b`` gives several, best first)."""
+    return [get_pool(t, dataset, depth, cache_dir, progress=progress, timings=timings, search=search)
+            for t in as_teacher(teacher).parts()]
 
 
-def teacher_pools(dataset: Dataset, teachers: list[str] | tuple[str, ...], depth: int, cache_dir: Path | None, *,
-                  max_seq_length: int | None = None, precision: str = "fp32", search: SearchSpec | None = None,
-                  progress: bool = True) -> tuple[dict[str, CandidatePool], dict[str, np.ndarray]]:
-    """Per teacher (alias, folder, hub id or ``fusion(...)``; keyed by its canonical string) its candidate pool,
-    and for a single-model teacher its query embeddings: the inputs of ``hardneg diagnose``."""
+def teacher_pools(dataset: Dataset, teachers: list[Teacher | str] | tuple[Teacher | str, ...], depth: int,
+                  cache_dir: Path | None, *, max_seq_length: int | None = None, precision: str = "fp32",
+                  search: SearchSpec | None = None, progress: bool = True
+                  ) -> tuple[dict[str, CandidatePool], dict[str, np.ndarray]]:
+    """Per teacher (a ``Teacher``, or an alias, folder, hub id or ``fusion(...)`` read with ``max_seq_length`` and
+    ``precision``; keyed by its canonical string) its candidate pool, and for a single-model teacher its query
+    embeddings: the inputs of ``hardneg diagnose``."""
     from hardneg.encode.cache import encode_cached
 
     pools: dict[str, CandidatePool] = {}
     q_embs: dict[str, np.ndarray] = {}
-    for ref in [parse_teacher(t) for t in teachers]:
-        spec = EncoderSpec(model=str(ref), max_seq_length=max_seq_length, precision=precision)  # type: ignore
-        pools[str(ref)] = get_pool(spec, dataset, depth, cache_dir, progress=progress, search=search)
-        if ref.kind == "single":
-            q_embs[str(ref)] = encode_cached(load_encoder(spec, cache_dir), dataset.queries.ids,
-                                             dataset.queries.texts, "query", cache_dir, progress=progress)
+    for t in teachers:
+        teacher = t if isinstance(t, Teacher) else make_teacher(t, max_seq_length=max_seq_length, precision=precision)
+        pools[str(teacher)] = get_pool(teacher, dataset, depth, cache_dir, progress=progress, search=search)
+        if teacher.kind == "single":
+            q_embs[str(teacher)] = encode_cached(load_encoder(teacher.base, cache_dir), dataset.queries.ids,
+                                                 dataset.queries.texts, "query", cache_dir, progress=progress)
     return pools, q_embs
 
 
@@ -228,11 +231,14 @@ def _write_one(folder: Path, rows: list[dict], stats: dict, plan: Plan, cfg: Min
         write_json(tmp / "stats.json", stats)
 
 
-def teacher_scorer(spec: EncoderSpec, dataset: Dataset, cache_dir: Path | None) -> PadScorer | None:
+def teacher_scorer(teacher: Teacher | EncoderSpec | str, dataset: Dataset, cache_dir: Path | None
+                   ) -> PadScorer | None:
     """Real teacher scores of arbitrary (query, document) pairs, for padded export negatives: a single encoder's
     cached embeddings (read once, on first use); None for fusion and teacher lists."""
-    if parse_teacher(spec.model).kind != "single":
+    teacher = as_teacher(teacher)
+    if teacher.kind != "single":
         return None
+    spec = teacher.base
     embs: list[np.ndarray] = []
 
     def score(q_rows: np.ndarray, d_rows: np.ndarray) -> np.ndarray:
@@ -249,8 +255,7 @@ def mine_to_folder(pools: list[CandidatePool], dataset: Dataset, cfg: MineConfig
     """Replay every strategy on the teachers' pools; write ``out/<strategy>/`` (one teacher or an ensemble) or
     ``out/<teacher>/<strategy>/`` (several teachers, plain strategy), each folder atomically."""
     ensure_dir(out)
-    ref = parse_teacher(cfg.teacher.model)
-    names = list(ref.members) if ref.kind == "list" else [str(ref)]
+    teachers = cfg.teacher.parts()
     all_stats: dict[str, dict] = {}
     extras_cache: dict[int, PoolExtras] = {}
     for plan in cfg.strategies:
@@ -261,8 +266,9 @@ def mine_to_folder(pools: list[CandidatePool], dataset: Dataset, cfg: MineConfig
             _write_one(out / plan.slug, list(ensemble_rows(es, dataset)), stats, plan, cfg, pools[0], dataset)
             all_stats[str(plan)] = stats
         else:
-            for name, pool in zip(names, pools):
-                extras = _extras(pool, plan.strategy, dataset, cache_dir, extras_cache)
+            for teacher, pool in zip(teachers, pools):
+                name = str(teacher)
+                extras = strategy_extras(pool, plan.strategy, dataset, cache_dir, extras_cache)
                 mined = apply_strategy(pool, plan.strategy, seed=cfg.seed, extras=extras)
                 stats = mining_stats(mined, plan.n, asked=str(plan.strategy))
                 warn_short(stats, dataset, name, plan.n)
@@ -270,7 +276,7 @@ def mine_to_folder(pools: list[CandidatePool], dataset: Dataset, cfg: MineConfig
                     from hardneg.mining.trap import known_negative_rates
 
                     stats.update(known_negative_rates(mined, dataset, manifest))
-                folder = out / plan.slug if len(pools) == 1 else out / parse_teacher(name).slug / plan.slug
+                folder = out / plan.slug if len(pools) == 1 else out / teacher.slug / plan.slug
                 _write_one(folder, list(mined_rows(mined, dataset)), stats, plan, cfg, pool, dataset,
                            scorer if len(pools) == 1 else None, extras)
                 all_stats[str(plan) if len(pools) == 1 else f"{name}: {plan}"] = stats
@@ -278,9 +284,11 @@ def mine_to_folder(pools: list[CandidatePool], dataset: Dataset, cfg: MineConfig
     return all_stats
 
 
-def _extras(pool: CandidatePool, strategy: Strategy, dataset: Dataset, cache_dir: Path | None,
-            memo: dict[int, PoolExtras]) -> PoolExtras | None:
-    """The per-pool arrays posnbr / dedup read, computed once per pool and run (None when not needed)."""
+def strategy_extras(pool: CandidatePool, strategy: Strategy, dataset: Dataset, cache_dir: Path | None,
+                    memo: dict[int, PoolExtras] | None = None) -> PoolExtras | None:
+    """The per-pool arrays posnbr / dedup (and their judges) read, computed once per pool and run when ``memo`` is
+    kept between calls (None when the strategy needs none): what ``apply_strategy(..., extras=)`` takes."""
+    memo = {} if memo is None else memo
     need = strategy.needs()
     if not need:
         return None
@@ -333,7 +341,7 @@ def run_mine(dataset: Dataset, cfg: MineConfig, out: Path, cache_dir: Path | Non
     summary = {"config": cfg.to_dict(), "dataset": {"name": dataset.name, "split": dataset.split,
                                                     "docs": len(dataset.corpus), "queries": len(dataset.queries)},
                "strategies": {k: {kk: vv for kk, vv in v.items() if kk != "hist"} for k, v in stats.items()}}
-    if cfg.teacher.precision != "fp32":  # what "auto" resolved to, per pool (fp32 runs keep their old bytes)
+    if cfg.teacher.base.precision != "fp32":  # what "auto" resolved to, per pool (fp32 runs keep their old bytes)
         summary["teacher_precision"] = [p.meta.get("teacher_precision", "unknown") for p in pools]
     summary.update(record or {})
     write_json(out / "mine_config.json", cfg.to_dict())

@@ -198,9 +198,10 @@ def _parse_treatment(name: str, argtext: str, src: str) -> Treat:
     if teacher is not None:
         from hardneg.mining.teachers import parse_teacher
 
-        if not teacher or parse_teacher(teacher).kind != "single":
+        ref = parse_teacher(teacher) if teacher else None
+        if ref is None or ref.kind != "single":
             a.fail(f"teacher must be one encoder (alias, folder or hub id), got '{_short(teacher)}'", TREAT_HELP)
-        teacher = str(parse_teacher(teacher))
+        teacher = str(ref)
     return Treat(name, tuple(judge), k=k, m=m, teacher=teacher)
 
 

@@ -7,6 +7,10 @@
                                  e.g. percpos(0.95)+topk(4)+ensemble(intra,no-dedup)
 
 Every member shares the other encoder settings of the base spec (prompts, max length, dtype, ...).
+
+A teacher is parsed once, where it enters (the verbs, ``hardneg run`` / ``ablate`` stages, the recipe, the
+sentence-transformers shim), into a ``Teacher`` value that the mining code carries; ``as_teacher`` turns the plain
+string or ``EncoderSpec`` that public functions also accept into one.
 """
 from __future__ import annotations
 
@@ -65,14 +69,88 @@ def parse_teacher(text: str) -> TeacherRef:
     return TeacherRef("single", (t,))
 
 
-def member_specs(ref: TeacherRef, base: EncoderSpec) -> list[EncoderSpec]:
-    return [replace(base, model=m) for m in ref.members]
+@dataclass(frozen=True)
+class Teacher:
+    """A parsed teacher and the encoder settings its models share.
+
+    ``base.model`` is the canonical teacher string (so ``to_dict()`` is the ``[teacher]`` table the configs and
+    cache metadata always held); encoders are only ever loaded from ``members()``, each holding one model."""
+
+    ref: TeacherRef
+    base: EncoderSpec
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ref, TeacherRef) or not isinstance(self.base, EncoderSpec) \
+                or self.base.model != str(self.ref):
+            raise HardnegError(f"a Teacher needs a TeacherRef and an EncoderSpec whose model is its string, got "
+                               f"{type(self.ref).__name__} and {type(self.base).__name__}", where="Teacher",
+                               fix="build it with as_teacher(...) or make_teacher(...)")
+
+    def __str__(self) -> str:
+        return str(self.ref)
+
+    @property
+    def kind(self) -> str:
+        return self.ref.kind
+
+    @property
+    def how(self) -> str:
+        return self.ref.how
+
+    @property
+    def slug(self) -> str:
+        return self.ref.slug
+
+    def parts(self) -> list[Teacher]:
+        """The teachers of a list ``a|b`` (each one encoder or a fusion), best first; ``[self]`` otherwise."""
+        if self.kind != "list":
+            return [self]
+        return [Teacher(parse_teacher(m), replace(self.base, model=m)) for m in self.ref.members]
+
+    def members(self) -> list[EncoderSpec]:
+        """One encoder spec per model, in order (a list: every model of every part, each once)."""
+        if self.kind == "single":
+            return [self.base]
+        if self.kind == "fusion":
+            return [replace(self.base, model=m) for m in self.ref.members]
+        return list(dict.fromkeys(s for p in self.parts() for s in p.members()))
+
+    def to_dict(self) -> dict:
+        return self.base.to_dict()
 
 
-def teacher_fingerprint(base: EncoderSpec, cache_dir: Path | None) -> str:
-    """Identity of the teacher named by ``base.model`` (single, fusion or list) for cache and stage keys."""
-    ref = parse_teacher(base.model)
-    if ref.kind == "single":
-        return load_encoder(base, cache_dir).fingerprint()
-    fps = [load_encoder(s, cache_dir).fingerprint() for s in member_specs(ref, base)]
-    return stable_hash({"kind": ref.kind, "how": ref.how, "members": fps}, n=32)
+def as_teacher(x: Teacher | EncoderSpec | str) -> Teacher:
+    """The ``Teacher`` of a teacher string, an ``EncoderSpec`` whose model is one, or a ``Teacher`` (unchanged)."""
+    if isinstance(x, Teacher):
+        return x
+    if isinstance(x, str):
+        ref = parse_teacher(x)
+        return Teacher(ref, EncoderSpec(model=str(ref)))
+    if isinstance(x, EncoderSpec):
+        ref = parse_teacher(x.model)
+        return Teacher(ref, x if x.model == str(ref) else replace(x, model=str(ref)))
+    raise HardnegError(f"a teacher must be a string, an EncoderSpec or a Teacher, got {type(x).__name__}",
+                       where="teacher", fix='pass e.g. "minilm", "fusion(minilm,mpnet)" or EncoderSpec("minilm")')
+
+
+def make_teacher(texts: str | list[str] | tuple[str, ...], **settings) -> Teacher:
+    """The ``Teacher`` of one teacher string, or of several (a list, best first), with encoder ``settings``
+    (``EncoderSpec`` keyword arguments: prompts, max length, precision, ...)."""
+    parts = [texts] if isinstance(texts, str) else list(texts) if isinstance(texts, (list, tuple)) else [None]
+    if not parts or not all(isinstance(t, str) for t in parts):
+        raise HardnegError(f"teachers must be strings, got {type(texts).__name__}", where="teacher",
+                           fix='pass e.g. "minilm", "fusion(minilm,mpnet)" or ["minilm", "mpnet"]')
+    ref = parse_teacher("|".join(str(parse_teacher(t)) for t in parts))
+    return Teacher(ref, EncoderSpec(model=str(ref), **settings))
+
+
+def teacher_fingerprint(teacher: Teacher | EncoderSpec | str, cache_dir: Path | None) -> str:
+    """Identity of a teacher (single, fusion or list) for cache and stage keys."""
+    t = as_teacher(teacher)
+    if t.kind == "single":
+        return load_encoder(t.base, cache_dir).fingerprint()
+    if t.kind == "fusion":
+        fps = [load_encoder(s, cache_dir).fingerprint() for s in t.members()]
+    else:
+        fps = [teacher_fingerprint(p, cache_dir) for p in t.parts()]
+    return stable_hash({"kind": t.kind, "how": t.how, "members": fps}, n=32)
