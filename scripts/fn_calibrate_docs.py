@@ -3,9 +3,11 @@
 Two parts, each cheap once the teacher's embeddings and pools are cached (``--cache``):
 
 - ``calibrate``: ``hardneg.mining.calibrate.run_calibrate`` for the teacher on each dataset's train split, filters
-  percpos, marginpos and posnbr, n = 4, depth 100. ``run_calibrate`` sweeps ``FILTER(x)+topk(n)`` with the default
-  ``ref=min`` only (it has no ref option), so there is no ref=row curve. Writes the condensed Markdown tables, and
-  the PNGs ``run_calibrate`` draws are copied to ``docs/fn-calibrate/<dataset>-<teacher>-<filter>.png``.
+  percpos, marginpos and posnbr, n = 4, depth 100. percpos and marginpos are swept twice, with ``ref=min`` (the
+  query's weakest positive, the default) and ``ref=row`` (each row's own positive); posnbr has no ref. A fusion
+  teacher gets no posnbr curve (posnbr needs one encoder's document embeddings). Writes the condensed Markdown
+  tables, and the PNGs ``run_calibrate`` draws are copied to ``docs/fn-calibrate/<dataset>-<teacher>-<filter>.png``
+  (ref=min) and ``docs/fn-calibrate/<dataset>-<teacher>-<filter>-row.png`` (ref=row).
 - ``audit``: counts per reason of ``hardneg audit`` (n = 4, same teacher) on hardneg's own ``topk(4)`` and
   ``percpos(0.95)+topk(4)`` output (``hardneg mine``) and on sentence-transformers' ``mine_hard_negatives``
   (n-tuple, 4 negatives, range_max 100, with no margin and with ``relative_margin=0.05``, the ST form of
@@ -46,6 +48,8 @@ def slug(teacher: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", teacher.lower()).strip("-")
 
 FILTERS = ("percpos", "marginpos", "posnbr")
+# the positive references swept per filter (posnbr has no ref)
+REFS = {"percpos": ("min", "row"), "marginpos": ("min", "row"), "posnbr": ("min",)}
 N, DEPTH = 4, 100
 # thresholds shown in the condensed tables (the CSV / JSON / PNG keep the whole grid)
 SHOW = {"percpos": (0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0),
@@ -64,6 +68,23 @@ def _pct(x) -> str:
 
 # -- calibrate ------------------------------------------------------------------------------------------------------
 
+def is_fusion(teacher: str) -> bool:
+    from hardneg.mining.teachers import parse_teacher
+
+    return parse_teacher(teacher).kind == "fusion"
+
+
+def curve_list(teacher: str) -> list[tuple[str, str]]:
+    """(filter, ref) pairs swept for ``teacher``: no posnbr for a fusion (it needs one encoder's document vectors)."""
+    kinds = [k for k in FILTERS if not (k == "posnbr" and is_fusion(teacher))]
+    return [(k, ref) for k in kinds for ref in REFS[k]]
+
+
+def curve_name(name: str, teacher: str, kind: str, ref: str) -> str:
+    """File stem of one curve: ``<dataset>-<teacher>-<filter>`` for ref=min, ``...-<ref>`` otherwise."""
+    return f"{name}-{slug(teacher)}-{kind}" + ("" if ref == "min" else f"-{ref}")
+
+
 def run_curves(data: dict[str, str], teacher: str, cache: Path, work: Path) -> dict:
     from hardneg.encode.encoder import EncoderSpec
     from hardneg.io import claim_output
@@ -72,35 +93,50 @@ def run_curves(data: dict[str, str], teacher: str, cache: Path, work: Path) -> d
     res: dict = {}
     IMG.mkdir(parents=True, exist_ok=True)
     for name, path in data.items():
-        for kind in FILTERS:
-            out = work / "calibrate" / f"{name}-{slug(teacher)}-{kind}"
+        for kind, ref in curve_list(teacher):
+            stem = curve_name(name, teacher, kind, ref)
+            out = work / "calibrate" / stem
             t0 = time.perf_counter()
             with claim_output(out, "calibrate"):
                 r = run_calibrate(path, EncoderSpec(model=teacher), kind, out, n=N, depth=DEPTH, cache_dir=cache,
-                                  progress=False)
-            shutil.copyfile(out / "calibrate.png", IMG / f"{name}-{slug(teacher)}-{kind}.png")
+                                  progress=False, ref=ref)
+            shutil.copyfile(out / "calibrate.png", IMG / f"{stem}.png")
             meta = json.loads((out / "calibrate.json").read_text(encoding="utf-8"))
-            res[(name, kind)] = {"rows": r["rows"], "title": r["markdown"].splitlines()[0], "meta": meta,
-                                 "secs": time.perf_counter() - t0}
-            print(f"calibrate {name} {kind}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            res[(name, kind, ref)] = {"rows": r["rows"], "title": r["markdown"].splitlines()[0], "meta": meta,
+                                      "secs": time.perf_counter() - t0}
+            print(f"calibrate {name} {kind} ref={ref}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return res
 
 
+def _coverage(strategy: str) -> str:
+    return re.search(r"coverage=([0-9.]+)", strategy).group(1)
+
+
 def curves_markdown(res: dict, data: dict[str, str], teacher: str) -> str:
+    from hardneg.mining.calibrate import COVERAGES
+
     names = list(data)
+    curves = curve_list(teacher)
+    first = curves[0]
     lines = [markers("calibrate", teacher)[0], "",
-             f"Teacher {teacher} (fp32, max_seq_length as the model's default), train split, n = {N}, depth {DEPTH}, "
-             "`ref=min` (`run_calibrate` sweeps `FILTER(x)+topk(n)` with the default ref only; a `ref=row` curve "
-             "would need a ref option in `hardneg.mining.calibrate.sweep`). (query, positive) rows: "
-             + ", ".join(f"{n} {res[(n, FILTERS[0])]['title'].split(', ')[-1].split()[0]}" for n in names)
+             f"Teacher {teacher} (fp32, max_seq_length as the model's default), train split, n = {N}, depth {DEPTH}. "
+             "`percpos` and `marginpos` are swept with `ref=min` (the query's weakest positive, the default) and "
+             "with `ref=row` (each row's own positive); `posnbr` has no ref"
+             + (" and is not swept for a fusion teacher (it needs one encoder's document vectors)"
+                if is_fusion(teacher) else "")
+             + ". (query, positive) rows: "
+             + ", ".join(f"{n} {res[(n, *first)]['title'].split(', ')[-1].split()[0]}" for n in names)
              + ". Whole grids: the PNGs (and `calibrate.csv` in the work folder).", ""]
-    for kind in FILTERS:
+    for kind, ref in curves:
         head = ["threshold"]
         for n in names:
             head += [f"{n} kept/row", f"{n} rows >= {N}", f"{n} empty", f"{n} hardest q50"]
-        lines += [f"**`{kind}(x)+topk({N})`**", "", "| " + " | ".join(head) + " |",
+        r_arg = "" if ref == "min" else f",ref={ref}"
+        label = f"`{kind}(x{r_arg})+topk({N})`" + (", `ref=min`" if kind in ("percpos", "marginpos") and ref == "min"
+                                                    else "")
+        lines += [f"**{label}**", "", "| " + " | ".join(head) + " |",
                   "|" + "---|" * len(head)]
-        by = {n: {r["threshold"]: r for r in res[(n, kind)]["rows"] if not r["auto"]} for n in names}
+        by = {n: {r["threshold"]: r for r in res[(n, kind, ref)]["rows"] if not r["auto"]} for n in names}
         for x in SHOW[kind]:
             cells = [f"{x:g}"]
             for n in names:
@@ -111,13 +147,12 @@ def curves_markdown(res: dict, data: dict[str, str], teacher: str) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         auto = []
         for n in names:
-            for r in res[(n, kind)]["rows"]:
-                if r["auto"]:
-                    cov = r["strategy"].split("coverage=")[1].split(")")[0]
-                    auto.append(f"{n} {cov}: `{r['resolved']}`")
-        lines += ["", "Auto thresholds (coverage: resolved): " + ("; ".join(auto) if auto else "none reachable") + ".",
-                  ""]
-        lines += [" ".join(f"![{n} {kind}](fn-calibrate/{n}-{slug(teacher)}-{kind}.png)" for n in names), ""]
+            got = {_coverage(r["strategy"]): r["resolved"] for r in res[(n, kind, ref)]["rows"] if r["auto"]}
+            auto += [f"{n} {c:g}: " + (f"`{got[f'{c:g}']}`" if f"{c:g}" in got else "not reachable")
+                     for c in COVERAGES]
+        lines += ["", "Auto thresholds (coverage: resolved): " + "; ".join(auto) + ".", ""]
+        alt = kind + (f" ref={ref}" if len(REFS[kind]) > 1 else "")
+        lines += [" ".join(f"![{n} {alt}](fn-calibrate/{curve_name(n, teacher, kind, ref)}.png)" for n in names), ""]
     lines += [markers("calibrate", teacher)[1]]
     return "\n".join(lines) + "\n"
 
