@@ -62,6 +62,13 @@ ab() { nice -n 5 $HN ablate "$@" >> "$R/$(basename "$1" .toml).log" 2>&1; }
 ab configs/ablate-nfcorpus-thin.toml --seed 0
 ab configs/ablate-nfcorpus-thin.toml --strategy "topk(4)" --strategy "percpos(0.95)+topk(4)"
 ab configs/ablate-nfcorpus-thin.toml
+# Calibration curves of the mpnet and fusion teachers for docs/false-negatives.md (the fp32 mpnet encodes of
+# SciFact and NFCorpus dominate: about 2 CPU hours on 2 cores; cached, so a killed run resumes at the next dataset).
+for t in mpnet "fusion(minilm,mpnet)"; do
+  part=$([ "$t" = mpnet ] && echo all || echo calibrate)
+  nice -n 5 .venv/bin/python scripts/fn_calibrate_docs.py --cache ~/.cache/hardneg --teacher "$t" --part "$part" \
+    --work "$R/calib-work" >> "$R/fn-calibrate.log" 2>&1
+done
 # Settings chosen on dev, never on test: the strategy (other than none and naive topk(4)) with the best mean dev
 # nDCG@10 over the seeds it has, among the points finished so far.
 best_on_dev() {  # results folder -> canonical strategy
