@@ -110,7 +110,12 @@ mkdir -p "$R/remine"
 for seed in 0 1 2; do
   for s in "topk(4)" "$BEST"; do
     [ -n "$s" ] || continue
-    d=$(student_of "$R/ablate-nfcorpus-thin" "$s" $seed); [ -n "$d" ] || continue
+    d=$(student_of "$R/ablate-nfcorpus-thin" "$s" $seed)
+    if [ -z "$d" ]; then  # a results line seeded from reports/ has no stage folder here: train that point again
+      ab configs/ablate-nfcorpus-thin.toml "grid.strategies=\"$s\"" "grid.seeds=$seed" \
+        "run.out=\"$R/ablate-nfcorpus-thin-students\""
+      d=$(student_of "$R/ablate-nfcorpus-thin-students" "$s" $seed); [ -n "$d" ] || continue
+    fi
     link="$R/remine/$(echo "$s" | tr -c 'a-z0-9.\n' '-' | sed 's/-*$//')-s$seed"; ln -sfn "$d" "$link"
     nice -n 5 $HN ablate configs/ablate-nfcorpus-thin.toml "grid.teachers=\"$link\"" "grid.strategies=\"$s\"" \
       "grid.seeds=$seed" "run.out=\"$R/ablate-nfcorpus-thin-remine\"" >> "$R/ablate-nfcorpus-thin-remine.log" 2>&1
