@@ -16,7 +16,7 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from hardneg import verbs
-from hardneg.cli_help import CONFIG_FILES, RESOLVED, verb_help
+from hardneg.cli_help import CONFIG_FILES, RESOLVED, short_help, verb_help
 from hardneg.cli_show import SHOW, console, out_console
 from hardneg.errors import HardnegError
 from hardneg.options import MISSING, Field, coerce, is_override
@@ -116,7 +116,7 @@ def command(verb: str, show: Callable[..., Any]) -> click.Command:
         if code:
             raise click.exceptions.Exit(code)
 
-    return click.Command(verb, params=params, callback=callback,
+    return click.Command(verb, params=params, callback=callback, short_help=short_help(verb),
                          help=verb_help(verb, [t.name for t in tables], arguments))
 
 

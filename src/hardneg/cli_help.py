@@ -7,6 +7,8 @@ import ast
 import re
 from pathlib import Path
 
+from click.utils import make_default_short_help
+
 ROOT = Path(__file__).resolve().parent
 
 
@@ -105,6 +107,16 @@ CONFIG_NOTE = ("Every option is also a key of --config FILE ({files}) and of a t
 # what --config reads (recipe's config.resolved.json is the built RecipeConfig, not its tables: docs/architecture.md)
 CONFIG_FILES = {"recipe": "TOML or JSON"}
 RESOLVED = "TOML, or the config.resolved.json of an earlier run"
+
+
+def short_help(verb: str) -> str:
+    """The one line `hardneg --help` lists: the verb's first sentence, without a leading "`hardneg VERB`: "."""
+    module, _ = DOCS.get(verb, (None, False))
+    text = INTRO.get(verb) or (doc(module).replace("\b\n", "") if module else "")
+    first = re.sub(r"^`hardneg [a-z-]+`: ", "", text.strip().split("\n\n")[0]).replace("\n", " ")
+    first = first.split(". ")[0].rstrip(".")
+    word = first.split(" ", 1)[0]
+    return make_default_short_help(first if "." in word else first[:1].upper() + first[1:], 60)
 
 
 def verb_help(verb: str, tables: list[str], arguments: list[tuple[str, str]]) -> str:
