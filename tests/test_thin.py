@@ -397,7 +397,7 @@ def test_nfcorpus_configs_load():
     assert thin.data.path == "~/hardneg-runs/data/nfcorpus-k1" and thin.data.dev == "dev"
     assert grid.strategies[:5] == ("none", "topk(4)", "percpos(0.95)+topk(4)", "marginpos(0.05)+topk(4)",
                                    "shift(10)+topk(4)")  # the five, then neighbour, auto, relabel, SimANS
-    assert set(grid.strategies[5:]) == {"posnbr(0.85)+topk(4)", "percpos(auto,coverage=0.95)+topk(4)",
+    assert set(grid.strategies[5:]) == {"posnbr(0.85)+topk(4)", "percpos(auto,coverage=0.9)+topk(4)",
                                         "relabel(posnbr(0.85))+topk(4)", "simans(100,4,10.0,-0.1)"}
     assert grid.seeds == (0, 1, 2) and grid.teachers == ("minilm",) and grid.students == ("minilm",)
     ref, rgrid = load_ablation(ROOT / "configs" / "ablate-nfcorpus-ref.toml")
