@@ -47,6 +47,7 @@ seed ablate-scifact-bf16 scifact-bf16
 seed ablate-nfcorpus-thin nfcorpus-thin
 seed ablate-nfcorpus-thin-remine nfcorpus-thin-remine
 seed ablate-nfcorpus-thin-mask nfcorpus-thin-mask
+seed ablate-nfcorpus-ref nfcorpus-ref
 # Points are run in priority order (each slice resumes; later slices skip what earlier ones finished): the
 # false-negative study at seed 0 (rates 0.3, 0.6), the four strategies it shares with the main study at seeds 0
 # and 1 (rate 0), the false-negative study at seed 1, the teachers and ensembles at seed 0, the shared four at
@@ -55,20 +56,10 @@ seed ablate-nfcorpus-thin-mask nfcorpus-thin-mask
 CORE=(--strategy "topk(4)" --strategy "percpos(0.95)+topk(4)" --strategy "marginpos(0.05)+topk(4)" --strategy "shift(10)+topk(4)")
 ab() { nice -n 5 $HN ablate "$@" >> "$R/$(basename "$1" .toml).log" 2>&1; }
 # Hidden false negatives from real labels (configs/ablate-nfcorpus-thin.toml): NFCorpus train thinned to one labelled
-# positive per query (the rest listed in hidden.json), seed 0 first; then the all-positives reference (~43x the
-# training rows: many hours per point), seed 0 first. They run before the SciFact leftovers (its committed points
-# are skipped).
+# positive per query (the rest listed in hidden.json), with masking, re-mining and the all-positives reference
+# (configs/ablate-nfcorpus-ref.toml), seed by seed. They run before the SciFact leftovers (its committed points are
+# skipped).
 [ -d "$R/data/nfcorpus-k1" ] || $HN thin --data ../shared/data/nfcorpus --out "$R/data/nfcorpus-k1" --keep 1 -q
-ab configs/ablate-nfcorpus-thin.toml --seed 0
-ab configs/ablate-nfcorpus-thin.toml --strategy "topk(4)" --strategy "percpos(0.95)+topk(4)"
-ab configs/ablate-nfcorpus-thin.toml
-# Calibration curves of the mpnet and fusion teachers for docs/false-negatives.md (the fp32 mpnet encodes of
-# SciFact and NFCorpus dominate: about 2 CPU hours on 2 cores; cached, so a killed run resumes at the next dataset).
-for t in mpnet "fusion(minilm,mpnet)"; do
-  part=$([ "$t" = mpnet ] && echo all || echo calibrate)
-  nice -n 5 .venv/bin/python scripts/fn_calibrate_docs.py --cache ~/.cache/hardneg --teacher "$t" --part "$part" \
-    --work "$R/calib-work" >> "$R/fn-calibrate.log" 2>&1
-done
 # Settings chosen on dev, never on test: the strategy (other than none and naive topk(4)) with the best mean dev
 # nDCG@10 over the seeds it has, among the points finished so far.
 best_on_dev() {  # results folder -> canonical strategy
@@ -99,30 +90,55 @@ for line in (out / "results.jsonl").read_text().splitlines() if (out / "results.
         break
 PY
 }
-BEST=$(best_on_dev "$R/ablate-nfcorpus-thin")
-# In-batch false-negative masking (score(0.1): Qwen3-Embedding's margin) on the dev-best strategy, 3 seeds.
-[ -n "$BEST" ] && ab configs/ablate-nfcorpus-thin.toml "grid.strategies=\"$BEST\"" 'train.mask_false_negatives="score(0.1)"' \
-  "run.out=\"$R/ablate-nfcorpus-thin-mask\""
+# In-batch false-negative masking (score(0.1): Qwen3-Embedding's margin) on the dev-best strategy.
+mask() {  # [ablate flags]
+  local best; best=$(best_on_dev "$R/ablate-nfcorpus-thin")
+  [ -n "$best" ] && ab configs/ablate-nfcorpus-thin.toml "grid.strategies=\"$best\"" \
+    'train.mask_false_negatives="score(0.1)"' "run.out=\"$R/ablate-nfcorpus-thin-mask\"" "$@"
+}
 # One re-mining round for naive and the dev-best strategy: the student a round-1 point fine-tuned becomes the
 # teacher (its stage folder, linked as ~/hardneg-runs/remine/<strategy>-s<seed>), mines again with the same
 # strategy, and a fresh MiniLM trains on that. Results: ~/hardneg-runs/ablate-nfcorpus-thin-remine.
-mkdir -p "$R/remine"
-for seed in 0 1 2; do
-  for s in "topk(4)" "$BEST"; do
+remine() {  # seed
+  local seed=$1 s d link
+  mkdir -p "$R/remine"
+  for s in "topk(4)" "$(best_on_dev "$R/ablate-nfcorpus-thin")"; do
     [ -n "$s" ] || continue
-    d=$(student_of "$R/ablate-nfcorpus-thin" "$s" $seed)
+    d=$(student_of "$R/ablate-nfcorpus-thin" "$s" "$seed")
     if [ -z "$d" ]; then  # a results line seeded from reports/ has no stage folder here: train that point again
       ab configs/ablate-nfcorpus-thin.toml "grid.strategies=\"$s\"" "grid.seeds=$seed" \
         "run.out=\"$R/ablate-nfcorpus-thin-students\""
-      d=$(student_of "$R/ablate-nfcorpus-thin-students" "$s" $seed); [ -n "$d" ] || continue
+      d=$(student_of "$R/ablate-nfcorpus-thin-students" "$s" "$seed"); [ -n "$d" ] || continue
     fi
     link="$R/remine/$(echo "$s" | tr -c 'a-z0-9.\n' '-' | sed 's/-*$//')-s$seed"; ln -sfn "$d" "$link"
     nice -n 5 $HN ablate configs/ablate-nfcorpus-thin.toml "grid.teachers=\"$link\"" "grid.strategies=\"$s\"" \
       "grid.seeds=$seed" "run.out=\"$R/ablate-nfcorpus-thin-remine\"" >> "$R/ablate-nfcorpus-thin-remine.log" 2>&1
   done
-done
+}
+# Calibration curves of the mpnet and fusion teachers for docs/false-negatives.md (the fp32 mpnet encodes of
+# SciFact and NFCorpus dominate; cached, so a killed run resumes at the next dataset).
+calibration() {
+  local t part
+  for t in mpnet "fusion(minilm,mpnet)"; do
+    part=$([ "$t" = mpnet ] && echo all || echo calibrate)
+    nice -n 5 .venv/bin/python scripts/fn_calibrate_docs.py --cache ~/.cache/hardneg --teacher "$t" --part "$part" \
+      --work "$R/calib-work" >> "$R/fn-calibrate.log" 2>&1
+  done
+}
+# Seed 0 of everything first (the grid, the mpnet/fusion curves, masking, re-mining, the all-positives reference
+# at the thinned study's 81 steps, the SciFact sampling curve), then seeds 1 and 2 in the same order.
+ab configs/ablate-nfcorpus-thin.toml --seed 0
+calibration
+mask --seed 0
+remine 0
 ab configs/ablate-nfcorpus-ref.toml --seed 0
-ab configs/ablate-nfcorpus-ref.toml
+ab configs/ablate-scifact-sampling.toml --seed 0
+for seed in 1 2; do
+  ab configs/ablate-nfcorpus-thin.toml --seed $seed
+  mask --seed $seed
+  remine $seed
+  ab configs/ablate-nfcorpus-ref.toml --seed $seed
+done
 for r in 30 60; do
   [ -d "$R/data/scifact-r$r" ] || $HN inject --data ../shared/data/scifact --out "$R/data/scifact-r$r" --rate "0.$r" -q
 done
@@ -135,5 +151,4 @@ ab configs/ablate-scifact.toml "${CORE[@]}"
 ab configs/ablate-scifact-teachers.toml
 ab configs/ablate-scifact-ensembles.toml
 ab configs/ablate-scifact.toml --seed 0
-ab configs/ablate-scifact-sampling.toml --seed 0
 for c in ablate-scifact ablate-scifact-teachers ablate-scifact-ensembles ablate-scifact-sampling; do ab "configs/$c.toml"; done
