@@ -68,6 +68,34 @@ def test_ablate_config_errors_are_listed_together(tmp_path, capsys):
         assert needle in msg, msg
 
 
+def test_a_failing_point_is_recorded_and_skipped(tmp_path, capsys):
+    """An unreachable auto coverage fails its point only: the other points are recorded, failed.jsonl names the
+    failed one, the command exits 2 with one line; a rerun retries just that point, and dropping it clears it."""
+    data = write_tiny_beir(tmp_path / "data")
+    student = make_tiny_student(tmp_path / "student")
+    bad = "percpos(auto,coverage=1.0)+topk(1000)"  # no row of a tiny corpus can keep 1,000 negatives
+    cfg = _write_config(tmp_path, data, student, dev="false", max_steps=1, evaluate='splits = ["test"]',
+                        grid=f'strategies = ["{bad}", "topk(2)"]')
+    code, _, err = run_cli(["ablate", str(cfg), "-q"], capsys)
+    msg = " ".join(err.split())
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "1 of 2 grid points failed" in msg and "seed 0" in msg and "Fix:" in msg, msg
+    out = tmp_path / "out"
+    assert [json.loads(x)["point"]["strategy"] for x in (out / "results.jsonl").read_text().splitlines()] \
+        == ["topk(2)"]
+    failed = [json.loads(x) for x in (out / "failed.jsonl").read_text().splitlines()]
+    assert [f["point"]["strategy"] for f in failed] == [bad]
+    assert "coverage" in failed[0]["error"]
+    code, _, err = run_cli(["ablate", str(cfg), "-q"], capsys)  # retries only the failed point
+    assert code == 2 and "1 of 1 grid points failed" in " ".join(err.split()), err
+    assert len((out / "results.jsonl").read_text().splitlines()) == 1
+    cfg = _write_config(tmp_path, data, student, dev="false", max_steps=1, evaluate='splits = ["test"]',
+                        grid='strategies = ["topk(2)"]')
+    code, _, err = run_cli(["ablate", str(cfg), "-q"], capsys)  # nothing left to run
+    assert code == 0, err
+    assert (out / "failed.jsonl").is_file()  # the dropped point was not tried: its record stays
+
+
 def test_ablate_records_trap_rates_on_injected_data(tmp_path, capsys):
     """On a `hardneg inject` copy each record carries the strategy's trap rates, equal to `hardneg mine`'s."""
     data = write_tiny_beir(tmp_path / "data")

@@ -398,3 +398,16 @@ def test_minilm_auto_follows_the_caps(monkeypatch):
     force_caps(monkeypatch, BF16_CPU)
     enc = load_encoder(EncoderSpec(model="minilm", max_seq_length=256, precision="auto"))
     assert enc.precision == "bf16" and "probe passed" in enc.precision_reason
+
+
+def test_a_mining_teacher_asked_for_auto_mines_in_fp32(tmp_path):
+    """auto is fp32 for a teacher (bf16 changed 6.3% of mined rows): same spec, fingerprint and cache key as fp32;
+    bf16 named explicitly stays bf16; fusion members follow the base."""
+    from hardneg.mining.teachers import as_teacher, make_teacher, teacher_fingerprint
+
+    auto = make_teacher("hash:16", precision="auto")
+    assert auto.base.precision == "fp32" and auto == make_teacher("hash:16")
+    assert teacher_fingerprint(auto, tmp_path) == teacher_fingerprint(make_teacher("hash:16"), tmp_path)
+    assert make_teacher("hash:16", precision="bf16").base.precision == "bf16"
+    fused = as_teacher(EncoderSpec(model="fusion(hash:8,hash:16)", precision="auto"))
+    assert [s.precision for s in fused.members()] == ["fp32", "fp32"]

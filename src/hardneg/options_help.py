@@ -15,7 +15,8 @@ HELP: dict[str, dict[str, str]] = {
         "dtype": "Storage dtype of cached embeddings: float32 or float16.",
         "backend": "Encoder runtime: torch or onnx.",
         "trust_remote_code": "Allow a hub model's own Python code (off by default).",
-        "precision": "Compute precision: fp32, bf16 or auto (bf16 where native and its fidelity probe passes).",
+        "precision": "Compute precision: fp32, bf16 or auto (bf16 where native and its fidelity probe passes; "
+                     "fp32 for a mining teacher, whose ranking bf16 changes).",
     },
     "SearchSpec": {
         "backend": "Search backend: exact, faiss-flat, faiss-ivf, faiss-hnsw or ray (docs/scale.md).",

@@ -11,7 +11,8 @@ The config is a ``hardneg run`` config plus a ``[grid]`` table::
 Every point runs through the same hashed stages as ``hardneg run`` (under ``[run].out/stages``), so a teacher's
 candidate pool is built once and replayed for every strategy, the base model is evaluated once, and a killed
 ablation resumes where it stopped. Each finished point appends one line to ``[run].out/results.jsonl``; points
-already there are skipped. ``--strategy`` / ``--seed`` run a slice of the grid first (the other points keep
+already there are skipped. A point that fails with a user error (e.g. an unreachable ``auto`` coverage) is skipped
+and listed in ``[run].out/failed.jsonl``, the rest of the grid runs, and the command then exits 2 naming it. ``--strategy`` / ``--seed`` run a slice of the grid first (the other points keep
 their keys and run later); ``--limit 0`` runs nothing. ``[run].out/ablation.json`` holds every grid run into the
 folder and the test queries of the ``unseen`` slice.
 """
@@ -27,7 +28,7 @@ from hardneg.encode.models import default_cache_dir
 from hardneg.errors import HardnegError
 from hardneg.experiments.config import RunConfig, config_from_tables
 from hardneg.experiments.run import Context, encoding, execute, load_splits, run_inputs
-from hardneg.io import claim_output, read_json, stable_hash, write_json
+from hardneg.io import claim_output, read_json, stable_hash, write_json, write_text
 from hardneg.mining.pipeline import parse_plan
 from hardneg.experiments.tables import GRID_TABLE, RUN_TABLES
 from hardneg.options import MISSING, merge, opt, read_config
@@ -183,14 +184,46 @@ def _run_points(base: RunConfig, grid: Grid, run_grid: Grid, out: Path, cache_di
     todo = [p for p in run_grid.points() if point_key(base, p) not in done]
     log.info("ablation: %d points (%d in this run), %d of them to run", len(grid.points()), len(run_grid.points()),
              len(todo))
+    failed: list[dict[str, Any]] = []
     for i, point in enumerate(todo if limit is None else todo[:limit], 1):
         log.info("point %d/%d: %s", i, len(todo), point)
-        res = execute(point_config(base, point), out, ctx)
+        try:
+            res = execute(point_config(base, point), out, ctx)
+        except HardnegError as exc:  # a bad point (e.g. an unreachable auto coverage) must not stop the grid
+            log.warning("point %d/%d skipped: %s", i, len(todo), exc.one_line())
+            failed.append({"key": point_key(base, point), "point": point, "error": exc.one_line(), "what": exc.what})
+            continue
         per_query = {split: {label: {q: {m: v[m] for m in ("ndcg@10", "recall@100")} for q, v in pq.items()}
                              for label, pq in by_label.items()} for split, by_label in res["per_query"].items()}
         mining = {k: v for k, v in res["mining"].items()}
         _append(results, {"key": point_key(base, point), "point": point, "stages": res["stages"],
                           "metrics": res["metrics"], "per_query": per_query, "mining": mining,
                           "timings": res["timings"]})
+    tried = {point_key(base, p) for p in (todo if limit is None else todo[:limit])}
+    _report_failed(out / "failed.jsonl", failed, tried)
     return results
+
+
+def _report_failed(path: Path, failed: list[dict[str, Any]], tried: set[str]) -> None:
+    """Keep ``failed.jsonl`` true (earlier failures of points not tried now stay listed; removed when empty) and
+    raise one error naming this run's first failure: the finished points are recorded, and a rerun retries only
+    the points not in results.jsonl."""
+    earlier = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+        try:
+            earlier.append(dict(json.loads(line)))
+        except (ValueError, TypeError, RecursionError):  # a torn line: that point is simply retried
+            continue
+    rows = [r for r in earlier if r.get("key") not in tried] + [{k: v for k, v in f.items() if k != "what"}
+                                                                 for f in failed]
+    if rows:
+        write_text(path, "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows))
+    else:
+        path.unlink(missing_ok=True)
+    if not failed:
+        return
+    first, n = failed[0], len(tried)
+    raise HardnegError(f"{len(failed)} of {n} grid points failed and were skipped, the others are recorded; first: "
+                       f"{first['point']['strategy']} seed {first['point']['seed']}: {first['what']}",
+                       where=path, fix="correct or drop those points in [grid] and rerun: only they run again")
 
