@@ -51,6 +51,7 @@ FILTERS = ("percpos", "marginpos", "posnbr")
 # the positive references swept per filter (posnbr has no ref)
 REFS = {"percpos": ("min", "row"), "marginpos": ("min", "row"), "posnbr": ("min",)}
 N, DEPTH = 4, 100
+PRECISION = ["fp32"]  # the teacher's encoder precision (--precision), recorded in each block's text
 # thresholds shown in the condensed tables (the CSV / JSON / PNG keep the whole grid)
 SHOW = {"percpos": (0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0),
         "marginpos": (0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2),
@@ -98,7 +99,7 @@ def run_curves(data: dict[str, str], teacher: str, cache: Path, work: Path) -> d
             out = work / "calibrate" / stem
             t0 = time.perf_counter()
             with claim_output(out, "calibrate"):
-                r = run_calibrate(path, EncoderSpec(model=teacher), kind, out, n=N, depth=DEPTH, cache_dir=cache,
+                r = run_calibrate(path, EncoderSpec(model=teacher, precision=PRECISION[0]), kind, out, n=N, depth=DEPTH, cache_dir=cache,
                                   progress=False, ref=ref)
             shutil.copyfile(out / "calibrate.png", IMG / f"{stem}.png")
             meta = json.loads((out / "calibrate.json").read_text(encoding="utf-8"))
@@ -119,7 +120,7 @@ def curves_markdown(res: dict, data: dict[str, str], teacher: str) -> str:
     curves = curve_list(teacher)
     first = curves[0]
     lines = [markers("calibrate", teacher)[0], "",
-             f"Teacher {teacher} (fp32, max_seq_length as the model's default), train split, n = {N}, depth {DEPTH}. "
+             f"Teacher {teacher} ({PRECISION[0]}, max_seq_length as the model's default), train split, n = {N}, depth {DEPTH}. "
              "`percpos` and `marginpos` are swept with `ref=min` (the query's weakest positive, the default) and "
              "with `ref=row` (each row's own positive); `posnbr` has no ref"
              + (" and is not swept for a fusion teacher (it needs one encoder's document vectors)"
@@ -172,7 +173,7 @@ def _audit(mined: Path, data: str, out: Path, teacher: str, cache: Path) -> dict
     from hardneg.mining.audit import run_audit
 
     with claim_output(out, "audit"):
-        return run_audit(mined, data, out, teacher=EncoderSpec(model=teacher), cache_dir=cache, n=N)
+        return run_audit(mined, data, out, teacher=EncoderSpec(model=teacher, precision=PRECISION[0]), cache_dir=cache, n=N)
 
 
 def run_audits(data: dict[str, str], teacher: str, cache: Path, work: Path) -> dict:
@@ -181,12 +182,13 @@ def run_audits(data: dict[str, str], teacher: str, cache: Path, work: Path) -> d
     from hardneg.encode.encoder import EncoderSpec, load_encoder
 
     res: dict = {}
-    spec = EncoderSpec(model=teacher)
+    spec = EncoderSpec(model=teacher, precision=PRECISION[0])
     for name, path in data.items():
         mine_out = work / "mine" / f"{name}-{slug(teacher)}"
         if not (mine_out / "summary.json").is_file():
             cmd = [str(ROOT / ".venv" / "bin" / "hardneg"), "mine", "--data", path, "--out", str(mine_out),
-                   "--teacher", teacher, "--cache", str(cache), "--depth", str(DEPTH), "--quiet"]
+                   "--teacher", teacher, "--cache", str(cache), "--depth", str(DEPTH), "--quiet",
+                   "--precision", PRECISION[0]]
             for s in HARDNEG_STRATEGIES:
                 cmd += ["-s", s]
             subprocess.run(cmd, check=True)
@@ -239,9 +241,9 @@ def run_audits(data: dict[str, str], teacher: str, cache: Path, work: Path) -> d
 
 def audit_markdown(res: dict, teacher: str) -> str:
     lines = [markers("audit", teacher)[0], "",
-             f"`hardneg audit --n {N} --teacher {teacher}` on the train split. hardneg: `hardneg mine` output (one "
-             "row per (query, positive)). ST: `mine_hard_negatives` given every (query, positive) pair, n-tuple, "
-             f"{N} negatives, range_max {DEPTH}, ranking hardneg's cached {teacher} vectors; rows ST cannot fill "
+             f"`hardneg audit --n {N} --teacher {teacher}` ({PRECISION[0]} teacher) on the train split. hardneg: "
+             "`hardneg mine` output (one row per (query, positive)). ST: `mine_hard_negatives` given every "
+             f"(query, positive) pair, n-tuple, {N} negatives, range_max {DEPTH}, ranking hardneg's cached {teacher} vectors; rows ST cannot fill "
              "are dropped by ST itself (rows < pairs). Cells: flagged negatives (rows affected).", ""]
     head = ["dataset", "mined by", "rows", "negatives"] + [f"`{k}`" for k in REASONS]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -280,8 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part", choices=("calibrate", "audit", "all"), default="all")
     ap.add_argument("--data", action="append", default=None, help="NAME=FOLDER, repeatable")
     ap.add_argument("--work", type=Path, default=Path("/tmp/fn_calib"))
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="teacher encoder precision (bf16: 2.3x faster encodes, scores within ~2e-3 of fp32)")
     ap.add_argument("--no-doc", action="store_true", help="print the Markdown instead of editing the doc")
     a = ap.parse_args(argv)
+    PRECISION[0] = a.precision
     data = dict(x.split("=", 1) for x in a.data) if a.data else dict(DEFAULT_DATA)
     parts: dict[str, str] = {}
     if a.part in ("calibrate", "all"):
