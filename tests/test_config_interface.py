@@ -258,3 +258,16 @@ def test_a_run_config_resolved_json_loads_back_to_the_same_config_and_identity(t
     (tmp_path / "config.resolved.json").write_text(json.dumps(cfg.to_dict()), encoding="utf-8")
     again = load_config(tmp_path / "config.resolved.json")
     assert again == cfg and again.identity() == cfg.identity()
+
+
+def test_a_recipe_config_resolved_json_loads_back_to_the_same_config(tmp_path):
+    """What the recipe writes as config.resolved.json (file + overrides + flags merged) is a recipe config again."""
+    from hardneg.llm.recipe_config import load_recipe
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_recipe(root / "configs" / "nv-retriever-v1.toml", ["lora.rank=8", "stage2.batch_size=16"],
+                      flags={("recipe", "seed"): 3})
+    assert cfg.stage1.train.lora_rank == 8 and cfg.stage2.train.batch_size == 16 and cfg.seed == 3
+    (tmp_path / "config.resolved.json").write_text(json.dumps(cfg.resolved()), encoding="utf-8")
+    again = load_recipe(tmp_path / "config.resolved.json")
+    assert again == cfg and again.to_dict() == cfg.to_dict()

@@ -87,7 +87,7 @@ def _run_recipe_in(run: RecipeRun) -> dict[str, Any]:
     from hardneg.llm.decoder import make_decoder_student
 
     cfg = run.cfg
-    write_json(run.out / "config.resolved.json", cfg.to_dict())
+    write_json(run.out / "config.resolved.json", cfg.resolved())  # loads back with --config
 
     def build_base(folder: Path) -> None:
         log.info("recipe: building the embedder from %s", cfg.model.base)

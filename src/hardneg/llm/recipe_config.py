@@ -15,7 +15,7 @@ from hardneg.errors import ConfigErrors, HardnegError
 from hardneg.llm.decoder import DecoderConfig
 from hardneg.llm.recipe_tables import TABLES, LoraSection, MineSection, RecipeSection
 from hardneg.llm.stage import KINDS, LLMTrainExtras
-from hardneg.options import merge, opt, read_config
+from hardneg.options import merge, opt, plain, read_config
 
 STAGE_KEYS_NOT_TRAIN = ("data", "include_stage1_data")
 
@@ -133,6 +133,12 @@ class RecipeConfig:
     cache: str | None = None
     seed: int = 0
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def resolved(self) -> dict[str, Any]:
+        """The config as the recipe's tables (file, overrides and flags merged): what ``config.resolved.json``
+        holds, so ``hardneg recipe --config`` on it gives this config again. Each stage's full training config
+        is its ``train_config.json``."""
+        return plain(self.raw)
 
     def to_dict(self) -> dict[str, Any]:
         return {
