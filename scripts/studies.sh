@@ -18,12 +18,13 @@ if [ "${1:-}" = "report" ]; then
   pub ablate-scifact scifact
   pub fn-scifact-r30 false-negatives/r30
   pub fn-scifact-r60 false-negatives/r60
-  pub ablate-nfcorpus-thin nfcorpus-thin
-  pub ablate-nfcorpus-thin-remine nfcorpus-thin-remine
-  pub ablate-nfcorpus-thin-mask nfcorpus-thin-mask
-  pub ablate-nfcorpus-ref nfcorpus-ref
+  pub ablate-nfcorpus-thin nfcorpus/thin
+  pub ablate-nfcorpus-thin-remine nfcorpus/remine
+  pub ablate-nfcorpus-thin-mask nfcorpus/mask
+  pub ablate-nfcorpus-ref nfcorpus/ref
   pub ablate-scifact-bf16 scifact-bf16
-  for d in scifact false-negatives/r30 false-negatives/r60 nfcorpus-thin nfcorpus-thin-remine nfcorpus-thin-mask nfcorpus-ref scifact-bf16; do
+  for d in scifact false-negatives/r30 false-negatives/r60 nfcorpus/thin nfcorpus/remine nfcorpus/mask nfcorpus/ref \
+      scifact-bf16; do
     [ -f "reports/$d/results.jsonl" ] && $HN report "reports/$d/results.jsonl" --out "reports/$d" -q
   done
   rates=(--rate 0=reports/scifact/results.jsonl)
@@ -44,10 +45,10 @@ seed ablate-scifact scifact
 seed fn-scifact-r30 false-negatives/r30
 seed fn-scifact-r60 false-negatives/r60
 seed ablate-scifact-bf16 scifact-bf16
-seed ablate-nfcorpus-thin nfcorpus-thin
-seed ablate-nfcorpus-thin-remine nfcorpus-thin-remine
-seed ablate-nfcorpus-thin-mask nfcorpus-thin-mask
-seed ablate-nfcorpus-ref nfcorpus-ref
+seed ablate-nfcorpus-thin nfcorpus/thin
+seed ablate-nfcorpus-thin-remine nfcorpus/remine
+seed ablate-nfcorpus-thin-mask nfcorpus/mask
+seed ablate-nfcorpus-ref nfcorpus/ref
 # Points are run in priority order (each slice resumes; later slices skip what earlier ones finished): the
 # false-negative study at seed 0 (rates 0.3, 0.6), the four strategies it shares with the main study at seeds 0
 # and 1 (rate 0), the false-negative study at seed 1, the teachers and ensembles at seed 0, the shared four at

@@ -161,7 +161,8 @@ def test_committed_results_keep_their_point_keys():
     from hardneg.experiments.ablate import load_ablation, point_key
 
     root = Path(__file__).resolve().parents[1]
-    for cfg, res in (("ablate-scifact.toml", "scifact"), ("fn-scifact-r30.toml", "false-negatives/r30")):
+    for cfg, res in (("ablate-scifact.toml", "scifact"), ("fn-scifact-r30.toml", "false-negatives/r30"),
+                     ("ablate-nfcorpus-thin.toml", "nfcorpus/thin")):
         base, _ = load_ablation(root / "configs" / cfg)
         recs = [json.loads(x) for x in (root / "reports" / res / "results.jsonl").read_text().splitlines()]
         assert [r["key"] for r in recs] == [point_key(base, r["point"]) for r in recs]
