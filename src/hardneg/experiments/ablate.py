@@ -12,9 +12,10 @@ Every point runs through the same hashed stages as ``hardneg run`` (under ``[run
 candidate pool is built once and replayed for every strategy, the base model is evaluated once, and a killed
 ablation resumes where it stopped. Each finished point appends one line to ``[run].out/results.jsonl``; points
 already there are skipped. A point that fails with a user error (e.g. an unreachable ``auto`` coverage) is skipped
-and listed in ``[run].out/failed.jsonl``, the rest of the grid runs, and the command then exits 2 naming it. ``--strategy`` / ``--seed`` run a slice of the grid first (the other points keep
-their keys and run later); ``--limit 0`` runs nothing. ``[run].out/ablation.json`` holds every grid run into the
-folder and the test queries of the ``unseen`` slice.
+and listed in ``[run].out/failed.jsonl``, the rest of the grid runs, and the command then exits 2 naming it.
+``--strategy`` / ``--seed`` run a slice of the grid first (the other points keep their keys and run later);
+``--limit 0`` runs nothing. ``[run].out/ablation.json`` holds every grid run into the folder and the test queries
+of the ``unseen`` slice.
 """
 from __future__ import annotations
 
