@@ -411,3 +411,16 @@ def test_a_mining_teacher_asked_for_auto_mines_in_fp32(tmp_path):
     assert make_teacher("hash:16", precision="bf16").base.precision == "bf16"
     fused = as_teacher(EncoderSpec(model="fusion(hash:8,hash:16)", precision="auto"))
     assert [s.precision for s in fused.members()] == ["fp32", "fp32"]
+
+
+def test_an_evaluated_encoder_keeps_its_own_auto_in_run_stage_keys(monkeypatch, tmp_path):
+    """Only a mining teacher's auto means fp32: a run's evaluated model (an EncoderSpec) is keyed by what its
+    encodes resolve to (bf16 here), so an fp32 evaluation can never reuse a bf16 one's stage."""
+    from hardneg.experiments.run import Context
+    from hardneg.mining.teachers import as_teacher
+
+    force_caps(monkeypatch, BF16_CPU)
+    ctx = Context(cache_dir=tmp_path, splits={})
+    spec = EncoderSpec(model="hash:64", precision="auto")
+    assert ctx.fingerprint(spec) == load_encoder(spec).fingerprint() != HASH64_FP32_FINGERPRINT
+    assert ctx.fingerprint(as_teacher(spec)) == HASH64_FP32_FINGERPRINT

@@ -28,7 +28,7 @@ from hardneg.data.load import load_dataset, load_eval_dataset, strip_if_injected
 from hardneg.data.mined import read_mined
 from hardneg.data.descriptors import descriptor_for
 from hardneg.data.splits import carve_dev
-from hardneg.encode.encoder import EncoderSpec
+from hardneg.encode.encoder import EncoderSpec, load_encoder
 from hardneg.encode.models import default_cache_dir
 from hardneg.evaluate.pipeline import evaluate_model, write_eval
 from hardneg.experiments.config import RunConfig, nondefault
@@ -75,13 +75,15 @@ class Context:
     cache_dir: Path
     splits: dict[str, Dataset]
     progress: bool = True
-    _fingerprints: dict[Teacher, str] = field(default_factory=dict)
+    _fingerprints: dict[Teacher | EncoderSpec, str] = field(default_factory=dict)
 
-    def fingerprint(self, teacher: Teacher | EncoderSpec) -> str:
-        teacher = as_teacher(teacher)
-        if teacher not in self._fingerprints:
-            self._fingerprints[teacher] = teacher_fingerprint(teacher, self.cache_dir)
-        return self._fingerprints[teacher]
+    def fingerprint(self, model: Teacher | EncoderSpec) -> str:
+        """Identity of a mining teacher (a ``Teacher``: its ``auto`` is fp32) or of one encoder as given (an
+        ``EncoderSpec``, e.g. an evaluated model, whose ``auto`` resolves like its encodes do)."""
+        if model not in self._fingerprints:
+            self._fingerprints[model] = teacher_fingerprint(model, self.cache_dir) if isinstance(model, Teacher) \
+                else load_encoder(model, self.cache_dir).fingerprint()
+        return self._fingerprints[model]
 
 
 def execute(cfg: RunConfig, out: Path, ctx: Context) -> dict:
