@@ -32,6 +32,7 @@ if [ "${1:-}" = "report" ]; then
     [ -f "reports/false-negatives/r$r/results.jsonl" ] && rates+=(--rate "0.$r=reports/false-negatives/r$r/results.jsonl")
   done
   [ ${#rates[@]} -gt 2 ] && $HN fn-report "${rates[@]}" --out reports/false-negatives -q
+  .venv/bin/python scripts/nfcorpus_compare.py   # masking, re-mining and reference against their baselines
   exit 0
 fi
 # A fresh machine has no ~/hardneg-runs: start each study from its committed results, so finished points are skipped
