@@ -8,7 +8,7 @@ import torch
 
 from hardneg.errors import HardnegError
 from hardneg.train.config import TrainConfig
-from hardneg.train.losses import false_negative_mask, masked_infonce
+from hardneg.train.losses import false_negative_mask, mask_counts, masked_infonce
 from hardneg.train.trainer import prepare_rows
 
 R = 1 / math.sqrt(2)
@@ -29,6 +29,7 @@ def test_text_mask_and_masked_logits():
     # row 0: log(e + 1 + e^0.7071) - 1 = log(5.74639) - 1 = 0.74859
     # row 1: log(1 + e + e^0.7071 + 1) - 1 = log(6.74639) - 1 = 0.90897; mean 0.82878
     assert loss.item() == pytest.approx(0.82878, abs=1e-4)
+    assert mask_counts(logits) == (1, 4)  # 2 rows x (4 columns - own positive and negative); 1 masked
     # nothing masked (score, margin 2): row 0 = log(e + 1 + e^0.7071 + e) - 1 = log(8.46467) - 1 = 1.13588;
     # mean with row 1 (0.90897): 1.02243 -- the masked false negative raised row 0's loss by 0.387
     plain, _ = masked_infonce(Q, DOCS, 1.0, "score", margin=2.0)
@@ -69,7 +70,7 @@ def test_prepare_rows_keeps_ids_for_the_label_column():
     assert prep.ids == (("q1", "d1", "d2"), ("q2", "d3", "d2"))  # row 2 padded with the only other negative
 
 
-@pytest.mark.parametrize("mode", ["id", "text", "score(0.1)"])
+@pytest.mark.parametrize("mode", ["id", "text", "score(0.1)", "score(-2.0)"])
 def test_training_with_masking_runs(tmp_path, mode):
     from hardneg.testing import make_tiny_student
     from hardneg.train.trainer import fit
@@ -88,3 +89,8 @@ def test_training_with_masking_runs(tmp_path, mode):
     assert res.record["loss"]["class"] == "MaskedInfoNCELoss"
     assert res.record["loss"]["mask_false_negatives"] == mode.split("(")[0]
     assert math.isfinite(res.record["result"]["train_loss"])
+    # 2 steps x 4 rows x (8 columns - the row's own positive and negative) in-batch candidates
+    m = res.record["masking"]
+    assert m["in_batch_candidates"] == 48 and 0 <= m["masked"] <= 48 and m["share"] == round(m["masked"] / 48, 6)
+    if mode == "score(-2.0)":  # every cosine is above the positive's minus 2: every in-batch candidate is masked
+        assert m["masked"] == 48

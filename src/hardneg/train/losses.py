@@ -200,6 +200,13 @@ def masked_infonce(query: Tensor, docs: list[Tensor], scale: float, mode: str, *
     return F.cross_entropy(logits, target), logits
 
 
+def mask_counts(logits: Tensor) -> tuple[int, int]:
+    """(masked, in-batch candidates) of masked logits [b, (1+k) b]: each row's candidates other than its own
+    positive and k negatives, and how many of them the mask took out (-inf)."""
+    b, cols = logits.shape
+    return int(torch.isinf(logits).sum()), b * (cols - cols // b)
+
+
 class MaskedInfoNCELoss(nn.Module):
     """MNRL (in-batch InfoNCE) that leaves in-batch false negatives out of each anchor's softmax.
 
@@ -212,13 +219,23 @@ class MaskedInfoNCELoss(nn.Module):
         if not scale > 0:
             raise ValueError("scale must be > 0")
         self.model, self.scale, self.mode, self.margin = model, scale, mode, margin
+        self.masked, self.in_batch = 0, 0  # summed over every training batch: train_config.json "masking"
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
         features = list(sentence_features)
         embeddings = embed_columns(self.model, features)
         keys = torch.cat([_token_keys(f) for f in features[1:]]) if self.mode == "text" else None
-        return masked_infonce(embeddings[0], list(embeddings[1:]), self.scale, self.mode, margin=self.margin,
-                              doc_keys=keys, labels=labels)[0]
+        loss, logits = masked_infonce(embeddings[0], list(embeddings[1:]), self.scale, self.mode, margin=self.margin,
+                                      doc_keys=keys, labels=labels)
+        if self.training:
+            masked, in_batch = mask_counts(logits.detach())
+            self.masked, self.in_batch = self.masked + masked, self.in_batch + in_batch
+        return loss
+
+    def training_stats(self) -> dict[str, Any]:
+        """How often the mask fired during training (every batch, gradient accumulation included)."""
+        return {"masked": self.masked, "in_batch_candidates": self.in_batch,
+                "share": round(self.masked / self.in_batch, 6) if self.in_batch else 0.0}
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "similarity_fct": "cos_sim", "in_batch_negatives": True,

@@ -351,7 +351,9 @@ def fit_model(model: SentenceTransformer, cfg: TrainConfig, out_dir: str | Path,
         curve = loss_curve_of(trainer.state.log_history)
         save_student(model, cfg, tmp, work)
         steps = int(trainer.state.global_step)
+        stats = getattr(setup.loss, "training_stats", None)  # e.g. how often in-batch masking fired
         record = {**setup.record, **(on_saved(model) if on_saved is not None else {}),
+                  **({"masking": stats()} if callable(stats) else {}),
                   "result": {"steps": steps, "epochs": trainer.state.epoch, "train_loss": result.training_loss,
                              "train_seconds": round(seconds, 3), "seconds_per_step": round(seconds / max(1, steps), 3)},
                   "versions": library_versions()}
