@@ -134,7 +134,7 @@ calibration
 mask --seed 0
 remine 0
 ab configs/ablate-nfcorpus-ref.toml --seed 0
-ab configs/ablate-scifact-sampling.toml --seed 0
+ab configs/ablate-scifact-sampling.toml   # the sampled top-k curve: its last seed-2 points
 for seed in 1 2; do
   ab configs/ablate-nfcorpus-thin.toml --seed $seed
   mask --seed $seed
