@@ -29,7 +29,7 @@ from hardneg.encode.models import default_cache_dir
 from hardneg.errors import HardnegError
 from hardneg.experiments.config import RunConfig, config_from_tables
 from hardneg.experiments.run import Context, encoding, execute, load_splits, run_inputs
-from hardneg.io import claim_output, read_json, stable_hash, write_json, write_text
+from hardneg.io import claim_output, read_json, stable_hash, write_json, write_jsonl
 from hardneg.mining.pipeline import parse_plan
 from hardneg.experiments.tables import GRID_TABLE, RUN_TABLES
 from hardneg.options import MISSING, merge, opt, read_config
@@ -128,16 +128,23 @@ def point_key(base: RunConfig, point: dict[str, Any]) -> str:
     return stable_hash(cfg)
 
 
+def _lines(path: Path) -> list[dict]:
+    """The JSON objects of a JSONL file written line by line (results.jsonl, failed.jsonl); a torn last line
+    from a kill, or an absurd or foreign line, is skipped (its point simply runs again)."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
 def done_keys(results: Path) -> set[str]:
     """Keys of the points already in results.jsonl (a torn last line from a kill is ignored)."""
-    keys = set()
-    if results.is_file():
-        for line in results.read_text(encoding="utf-8").splitlines():
-            try:
-                keys.add(json.loads(line)["key"])
-            except (ValueError, RecursionError, KeyError, TypeError):  # torn, absurd or foreign lines: rerun
-                continue
-    return keys
+    return {r["key"] for r in _lines(results) if isinstance(r.get("key"), str)}
 
 
 def _append(results: Path, record: dict) -> None:
@@ -182,49 +189,43 @@ def _run_points(base: RunConfig, grid: Grid, run_grid: Grid, out: Path, cache_di
     grids = [g for g in (read_json(meta).get("grids", []) if meta.is_file() else []) if g != this] + [this]
     write_json(meta, {**this, "grids": grids, "slices": {"unseen": unseen_test_queries(ctx.splits)}})
     done = done_keys(results)
-    todo = [p for p in run_grid.points() if point_key(base, p) not in done]
+    todo = [(k, p) for k, p in ((point_key(base, p), p) for p in run_grid.points()) if k not in done]
     log.info("ablation: %d points (%d in this run), %d of them to run", len(grid.points()), len(run_grid.points()),
              len(todo))
+    run = todo if limit is None else todo[:limit]
     failed: list[dict[str, Any]] = []
-    for i, point in enumerate(todo if limit is None else todo[:limit], 1):
+    first: HardnegError | None = None
+    for i, (key, point) in enumerate(run, 1):
         log.info("point %d/%d: %s", i, len(todo), point)
         try:
             res = execute(point_config(base, point), out, ctx)
         except HardnegError as exc:  # a bad point (e.g. an unreachable auto coverage) must not stop the grid
             log.warning("point %d/%d skipped: %s", i, len(todo), exc.one_line())
-            failed.append({"key": point_key(base, point), "point": point, "error": exc.one_line(), "what": exc.what})
+            failed.append({"key": key, "point": point, "error": exc.one_line()})
+            first = first or exc
             continue
         per_query = {split: {label: {q: {m: v[m] for m in ("ndcg@10", "recall@100")} for q, v in pq.items()}
                              for label, pq in by_label.items()} for split, by_label in res["per_query"].items()}
         mining = {k: v for k, v in res["mining"].items()}
-        _append(results, {"key": point_key(base, point), "point": point, "stages": res["stages"],
+        _append(results, {"key": key, "point": point, "stages": res["stages"],
                           "metrics": res["metrics"], "per_query": per_query, "mining": mining,
                           "timings": res["timings"]})
-    tried = {point_key(base, p) for p in (todo if limit is None else todo[:limit])}
-    _report_failed(out / "failed.jsonl", failed, tried)
+    _report_failed(out / "failed.jsonl", failed, {k for k, _ in run}, first)
     return results
 
 
-def _report_failed(path: Path, failed: list[dict[str, Any]], tried: set[str]) -> None:
+def _report_failed(path: Path, failed: list[dict[str, Any]], tried: set[str], first: HardnegError | None) -> None:
     """Keep ``failed.jsonl`` true (earlier failures of points not tried now stay listed; removed when empty) and
     raise one error naming this run's first failure: the finished points are recorded, and a rerun retries only
     the points not in results.jsonl."""
-    earlier = []
-    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
-        try:
-            earlier.append(dict(json.loads(line)))
-        except (ValueError, TypeError, RecursionError):  # a torn line: that point is simply retried
-            continue
-    rows = [r for r in earlier if r.get("key") not in tried] + [{k: v for k, v in f.items() if k != "what"}
-                                                                 for f in failed]
+    rows = [r for r in _lines(path) if r.get("key") not in tried] + failed
     if rows:
-        write_text(path, "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows))
+        write_jsonl(path, rows)
     else:
         path.unlink(missing_ok=True)
-    if not failed:
+    if first is None:
         return
-    first, n = failed[0], len(tried)
-    raise HardnegError(f"{len(failed)} of {n} grid points failed and were skipped, the others are recorded; first: "
-                       f"{first['point']['strategy']} seed {first['point']['seed']}: {first['what']}",
+    point = failed[0]["point"]
+    raise HardnegError(f"{len(failed)} of {len(tried)} grid points failed and were skipped, the others are recorded; "
+                       f"first: {point['strategy']} seed {point['seed']}: {first.what}",
                        where=path, fix="correct or drop those points in [grid] and rerun: only they run again")
-
