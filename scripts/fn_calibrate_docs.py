@@ -67,6 +67,13 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def teacher_spec(teacher: str):
+    """The teacher's encoder spec at the run's precision (``--precision``)."""
+    from hardneg.encode.encoder import EncoderSpec
+
+    return EncoderSpec(model=teacher, precision=PRECISION[0])
+
+
 # -- calibrate ------------------------------------------------------------------------------------------------------
 
 def is_fusion(teacher: str) -> bool:
@@ -87,7 +94,6 @@ def curve_name(name: str, teacher: str, kind: str, ref: str) -> str:
 
 
 def run_curves(data: dict[str, str], teacher: str, cache: Path, work: Path) -> dict:
-    from hardneg.encode.encoder import EncoderSpec
     from hardneg.io import claim_output
     from hardneg.mining.calibrate import run_calibrate
 
@@ -99,7 +105,7 @@ def run_curves(data: dict[str, str], teacher: str, cache: Path, work: Path) -> d
             out = work / "calibrate" / stem
             t0 = time.perf_counter()
             with claim_output(out, "calibrate"):
-                r = run_calibrate(path, EncoderSpec(model=teacher, precision=PRECISION[0]), kind, out, n=N, depth=DEPTH, cache_dir=cache,
+                r = run_calibrate(path, teacher_spec(teacher), kind, out, n=N, depth=DEPTH, cache_dir=cache,
                                   progress=False, ref=ref)
             shutil.copyfile(out / "calibrate.png", IMG / f"{stem}.png")
             meta = json.loads((out / "calibrate.json").read_text(encoding="utf-8"))
@@ -120,7 +126,8 @@ def curves_markdown(res: dict, data: dict[str, str], teacher: str) -> str:
     curves = curve_list(teacher)
     first = curves[0]
     lines = [markers("calibrate", teacher)[0], "",
-             f"Teacher {teacher} ({PRECISION[0]}, max_seq_length as the model's default), train split, n = {N}, depth {DEPTH}. "
+             f"Teacher {teacher} ({PRECISION[0]}, max_seq_length as the model's default), train split, n = {N}, "
+             f"depth {DEPTH}. "
              "`percpos` and `marginpos` are swept with `ref=min` (the query's weakest positive, the default) and "
              "with `ref=row` (each row's own positive); `posnbr` has no ref"
              + (" and is not swept for a fusion teacher (it needs one encoder's document vectors)"
@@ -168,21 +175,20 @@ def _bench():
 
 
 def _audit(mined: Path, data: str, out: Path, teacher: str, cache: Path) -> dict:
-    from hardneg.encode.encoder import EncoderSpec
     from hardneg.io import claim_output
     from hardneg.mining.audit import run_audit
 
     with claim_output(out, "audit"):
-        return run_audit(mined, data, out, teacher=EncoderSpec(model=teacher, precision=PRECISION[0]), cache_dir=cache, n=N)
+        return run_audit(mined, data, out, teacher=teacher_spec(teacher), cache_dir=cache, n=N)
 
 
 def run_audits(data: dict[str, str], teacher: str, cache: Path, work: Path) -> dict:
     from hardneg.data.load import load_dataset
     from hardneg.encode.cache import encode_cached
-    from hardneg.encode.encoder import EncoderSpec, load_encoder
+    from hardneg.encode.encoder import load_encoder
 
     res: dict = {}
-    spec = EncoderSpec(model=teacher, precision=PRECISION[0])
+    spec = teacher_spec(teacher)
     for name, path in data.items():
         mine_out = work / "mine" / f"{name}-{slug(teacher)}"
         if not (mine_out / "summary.json").is_file():
@@ -243,8 +249,9 @@ def audit_markdown(res: dict, teacher: str) -> str:
     lines = [markers("audit", teacher)[0], "",
              f"`hardneg audit --n {N} --teacher {teacher}` ({PRECISION[0]} teacher) on the train split. hardneg: "
              "`hardneg mine` output (one row per (query, positive)). ST: `mine_hard_negatives` given every "
-             f"(query, positive) pair, n-tuple, {N} negatives, range_max {DEPTH}, ranking hardneg's cached {teacher} vectors; rows ST cannot fill "
-             "are dropped by ST itself (rows < pairs). Cells: flagged negatives (rows affected).", ""]
+             f"(query, positive) pair, n-tuple, {N} negatives, range_max {DEPTH}, ranking hardneg's cached {teacher} "
+             "vectors; rows ST cannot fill are dropped by ST itself (rows < pairs). Cells: flagged negatives "
+             "(rows affected).", ""]
     head = ["dataset", "mined by", "rows", "negatives"] + [f"`{k}`" for k in REASONS]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (name, label), r in res.items():
