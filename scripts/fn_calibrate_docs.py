@@ -93,12 +93,13 @@ def curve_name(name: str, teacher: str, kind: str, ref: str) -> str:
     return f"{name}-{slug(teacher)}-{kind}" + ("" if ref == "min" else f"-{ref}")
 
 
-def run_curves(data: dict[str, str], teacher: str, cache: Path, work: Path) -> dict:
+def run_curves(data: dict[str, str], teacher: str, cache: Path, work: Path, *, images: bool = True) -> dict:
     from hardneg.io import claim_output
     from hardneg.mining.calibrate import run_calibrate
 
     res: dict = {}
-    IMG.mkdir(parents=True, exist_ok=True)
+    if images:
+        IMG.mkdir(parents=True, exist_ok=True)
     for name, path in data.items():
         for kind, ref in curve_list(teacher):
             stem = curve_name(name, teacher, kind, ref)
@@ -107,7 +108,8 @@ def run_curves(data: dict[str, str], teacher: str, cache: Path, work: Path) -> d
             with claim_output(out, "calibrate"):
                 r = run_calibrate(path, teacher_spec(teacher), kind, out, n=N, depth=DEPTH, cache_dir=cache,
                                   progress=False, ref=ref)
-            shutil.copyfile(out / "calibrate.png", IMG / f"{stem}.png")
+            if images:  # --no-doc leaves docs/ alone: the PNGs stay in the work folder
+                shutil.copyfile(out / "calibrate.png", IMG / f"{stem}.png")
             meta = json.loads((out / "calibrate.json").read_text(encoding="utf-8"))
             res[(name, kind, ref)] = {"rows": r["rows"], "title": r["markdown"].splitlines()[0], "meta": meta,
                                       "secs": time.perf_counter() - t0}
@@ -291,13 +293,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/fn_calib"))
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                     help="teacher encoder precision (bf16: 2.3x faster encodes, scores within ~2e-3 of fp32)")
-    ap.add_argument("--no-doc", action="store_true", help="print the Markdown instead of editing the doc")
+    ap.add_argument("--no-doc", action="store_true", help="print the Markdown instead of editing the doc and its PNGs")
     a = ap.parse_args(argv)
     PRECISION[0] = a.precision
     data = dict(x.split("=", 1) for x in a.data) if a.data else dict(DEFAULT_DATA)
     parts: dict[str, str] = {}
     if a.part in ("calibrate", "all"):
-        parts["calibrate"] = curves_markdown(run_curves(data, a.teacher, a.cache, a.work), data, a.teacher)
+        parts["calibrate"] = curves_markdown(run_curves(data, a.teacher, a.cache, a.work, images=not a.no_doc),
+                                             data, a.teacher)
     if a.part in ("audit", "all"):
         parts["audit"] = audit_markdown(run_audits(data, a.teacher, a.cache, a.work), a.teacher)
     if a.no_doc:
