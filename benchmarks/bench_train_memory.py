@@ -9,7 +9,7 @@ The rows come from a mined file (``--mined``, e.g. the demo's ``mined/topk-4/min
 from SciFact mined by the test-only ``hash`` teacher (same shapes and lengths; the negatives are meaningless, which
 does not matter for memory and speed).
 
-    .venv/bin/python benchmarks/bench_train_memory.py [--mined FILE] [--steps 6] [--bf16 auto]
+    .venv/bin/python benchmarks/bench_train_memory.py [--mined FILE] [--steps 6] [--bf16 auto] [--variant V ...]
 """
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "plain": {},
     "gradient_checkpointing": {"gradient_checkpointing": True},
+    "gradient_checkpointing(every_n_layers=2)": {"gradient_checkpointing": True, "checkpoint_every_n_layers": 2},
+    "gradient_checkpointing(every_n_layers=3)": {"gradient_checkpointing": True, "checkpoint_every_n_layers": 3},
     "cached_infonce(mini_batch_size=8)": {"loss": "cached_infonce", "mini_batch_size": 8},
 }
 
@@ -67,6 +69,8 @@ def main() -> None:
     ap.add_argument("--mined")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--bf16", default="auto", choices=("auto", "true", "false"))
+    ap.add_argument("--variant", action="append", choices=list(VARIANTS),
+                    help="repeatable; default: every variant (plain always runs: the others are compared to it)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -79,7 +83,7 @@ def main() -> None:
         print(f"rows: {mined}; {a.steps} steps, batch 32, 4 negatives, 64/128 tokens, bf16={a.bf16}")
         print("| variant | peak RSS (GiB) | s/step | train loss | max abs weight diff vs plain |")
         print("|---|---|---|---|---|")
-        for v in VARIANTS:
+        for v in ["plain"] + [v for v in VARIANTS if v != "plain" and (not a.variant or v in a.variant)]:
             out = work / v.replace("(", "-").replace(")", "").replace("=", "-")
             p = subprocess.run([sys.executable, __file__, "--child", v, "--out", str(out), "--mined", mined,
                                 "--steps", str(a.steps), "--bf16", a.bf16], capture_output=True, text=True)

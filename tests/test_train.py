@@ -91,12 +91,13 @@ def test_config_defaults_round_trip_and_scale() -> None:
 def test_config_reports_every_bad_value_at_once() -> None:
     with pytest.raises(ConfigErrors) as err:
         TrainConfig(temperature=0, batch_size=0, loss="nope", short_rows="keep", report_to=("none",),
-                    learning_rate=-1, lora_target_modules=(), n_negatives=-2, warmup_ratio=1.5, epochs=True)
+                    learning_rate=-1, lora_target_modules=(), n_negatives=-2, warmup_ratio=1.5, epochs=True,
+                    checkpoint_every_n_layers=0)
     text = str(err.value)
     for key in ("temperature", "batch_size", "loss", "short_rows", "report_to", "learning_rate",
-                "lora_target_modules", "n_negatives", "warmup_ratio", "epochs"):
+                "lora_target_modules", "n_negatives", "warmup_ratio", "epochs", "checkpoint_every_n_layers"):
         assert f"{key}=" in text
-    assert len(err.value.problems) == 10
+    assert len(err.value.problems) == 11
 
 
 def test_from_dict_lists_unknown_keys_and_bad_values_together() -> None:
@@ -280,6 +281,25 @@ def test_same_rows_config_and_seed_give_identical_weights(tiny_student: Path, tm
     b = train(rows, cfg, tmp_path / "b", progress=False)
     assert sha(a / "model.safetensors") == sha(b / "model.safetensors")
     assert (a / "loss_curve.json").read_bytes() == (b / "loss_curve.json").read_bytes()
+
+
+def test_checkpointing_every_layer_or_every_second_gives_the_plain_weights(tiny_student: Path,
+                                                                          tmp_path: Path) -> None:
+    """Recomputing activations (non-reentrant, RNG state restored: dropout draws the same masks) changes no
+    weight; ``checkpoint_every_n_layers = 2`` on the 2-layer student recomputes layer 0 only."""
+    from hardneg.train.trainer import fit
+
+    rows = fake_rows(12)
+    runs = {name: fit(rows, tiny_cfg(tiny_student, max_steps=2, **kw), tmp_path / name, progress=False)
+            for name, kw in {"plain": {}, "all": {"gradient_checkpointing": True},
+                             "every2": {"gradient_checkpointing": True, "checkpoint_every_n_layers": 2}}.items()}
+    flags = {name: [layer.gradient_checkpointing for layer in r.model.transformers_model.encoder.layer]
+             for name, r in runs.items()}
+    assert flags == {"plain": [False, False], "all": [True, True], "every2": [True, False]}
+    plain = tensors(tmp_path / "plain")
+    for name in ("all", "every2"):
+        other = tensors(tmp_path / name)
+        assert all(torch.equal(plain[k], other[k]) for k in plain), name
 
 
 def test_in_batch_off_cached_run_trains(tiny_student: Path, tmp_path: Path) -> None:

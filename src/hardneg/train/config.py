@@ -39,6 +39,8 @@ class TrainConfig:
     - ``lora_target_modules``: ``None`` = peft's default for the architecture (BERT: query, value).
     - ``eval_steps``: with eval rows, evaluate every n steps; ``None`` = once, after training.
     - ``gradient_checkpointing``: recompute activations in the backward pass (non-reentrant): large students.
+      ``checkpoint_every_n_layers`` = n recomputes only every n-th transformer layer (transformers'
+      ``every_n_layers``): less recompute, more memory; 1 = every layer.
     - ``bf16``: train with bf16 autocast; on a CUDA GPU the weights are loaded in bf16 (LoRA adapters kept in
       fp32), on a CPU with native bf16 (avx512_bf16 / amx_bf16) they stay fp32 (mixed precision, fp32 master
       weights). ``"auto"`` = wherever the hardware has native bf16 (GPU or CPU); ``True`` where it has none is an
@@ -73,6 +75,7 @@ class TrainConfig:
     report_to: tuple[str, ...] = field(default=())
     eval_steps: int | None = None
     gradient_checkpointing: bool = False
+    checkpoint_every_n_layers: int = 1
     bf16: bool | str = False
     mask_false_negatives: str = "none"  # none | id | text | score(m): see hardneg.train.losses.false_negative_mask
 
@@ -204,6 +207,7 @@ def _check(c: TrainConfig, problems: list[str]) -> None:
     pos_int("mini_batch_size", MAX_BATCH)
     if not isinstance(c.gradient_checkpointing, bool):
         bad("gradient_checkpointing", "must be true or false")
+    pos_int("checkpoint_every_n_layers", 1_000)
     if c.bf16 not in (True, False, "auto"):
         bad("bf16", 'must be true, false or "auto" (on wherever the GPU or CPU has native bf16)')
     if not _is_num(c.learning_rate) or not 0 < c.learning_rate < 1:  # also rejects NaN and inf

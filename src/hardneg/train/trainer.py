@@ -226,7 +226,8 @@ def training_arguments(cfg: TrainConfig, work: Path, collator: SentenceTransform
         bf16=bf16,
         use_cpu=bf16 and not torch.cuda.is_available(),  # transformers allows bf16 on CPU (autocast) only so
         activation_checkpointing=checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+        activation_checkpointing_kwargs={"use_reentrant": False, "every_n_layers": cfg.checkpoint_every_n_layers}
+        if checkpointing else None,
     )
     return SentenceTransformerTrainingArguments(**{**common, **extra})
 
