@@ -4,6 +4,7 @@
 sets answer other questions, each a paired randomisation test of test nDCG@10 over the 323 test queries (per-query
 values averaged over the seeds both cells ran, 10,000 sign flips; ``hardneg.report.common.paired_over_seeds``):
 
+- ``thin/``: each hard-negative strategy against in-batch negatives only (``none``): does mining pay at all?
 - ``mask/``: a strategy trained with in-batch false-negative masking against the same strategy without (``thin/``);
 - ``remine/``: the re-mined round (the round-1 student as teacher) against round 1 of the same strategy;
 - ``ref/``: on NFCorpus with all its positives, each strategy against naive top-k.
@@ -22,6 +23,7 @@ from hardneg.io import write_text
 from hardneg.report.common import fmt_cell, mean_sd, paired_over_seeds, read_results, sig_text
 
 NAIVE = "topk(4)"
+IN_BATCH = "none"
 
 
 def by_strategy(path: Path) -> dict[str, list[dict]]:
@@ -48,6 +50,10 @@ def compare(root: Path) -> str:
     remine, ref = by_strategy(root / "remine" / "results.jsonl"), by_strategy(root / "ref" / "results.jsonl")
     lines = ["| comparison | strategy | A: test nDCG@10 (seeds) | B: test nDCG@10 (seeds) | B − A (paired) | "
              "seeds paired |", "|---|---|---|---|---|---|"]
+    for s in sorted(thin):
+        if s != IN_BATCH and IN_BATCH in thin:
+            lines.append(row("hard negatives vs in-batch only (thin/): B = strategy, A = `none`", s, thin[IN_BATCH],
+                             thin[s]))
     for s in sorted(mask):
         if s in thin:
             lines.append(row("masking `score(0.1)`: B = masked, A = unmasked (thin/)", s, thin[s], mask[s]))
