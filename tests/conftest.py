@@ -63,6 +63,16 @@ def tiny_beir(tmp_path: Path) -> Path:
     return write_beir(tmp_path / "tiny")
 
 
+def load_script(rel: str):
+    """A repo script that is not a package module (``benchmarks/*.py``, ``scripts/*.py``), imported by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(Path(rel).stem, ROOT / rel)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     """Run ``hardneg ARGS`` in-process; returns (exit code, stdout, stderr)."""
     from hardneg import cli

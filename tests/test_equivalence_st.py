@@ -10,11 +10,12 @@ The full-data comparison (and the reasons for any tail difference) is ``benchmar
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
@@ -27,10 +28,7 @@ pytestmark = [pytest.mark.slow,
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("equivalence_st", ROOT / "benchmarks" / "equivalence_st.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/equivalence_st.py")
 
 
 @pytest.fixture(scope="module")

@@ -192,13 +192,9 @@ def test_teachers_table_by_hand(tmp_path):
 
 def test_nfcorpus_compare_regenerates_the_committed_table():
     """scripts/nfcorpus_compare.py reads only committed results: its table must come out byte for byte."""
-    import importlib.util
-    from pathlib import Path
+    from conftest import ROOT, load_script
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("nfcorpus_compare", root / "scripts" / "nfcorpus_compare.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    committed = root / "reports" / "nfcorpus" / "compare.md"
+    mod = load_script("scripts/nfcorpus_compare.py")
+    committed = ROOT / "reports" / "nfcorpus" / "compare.md"
     assert mod.compare(committed.parent) == committed.read_text()
     assert "B = strategy, A = `none`" in committed.read_text()  # hard negatives against in-batch only
