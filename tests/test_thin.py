@@ -11,7 +11,7 @@ import pytest
 from conftest import SHARED_DATA, run_cli, write_beir
 from hardneg.data.beir import load_beir
 from hardneg.data.inject import inject_false_negatives
-from hardneg.data.load import load_dataset, load_eval_dataset, strip_if_injected
+from hardneg.data.load import descriptor_of, load_dataset, load_eval_dataset, strip_if_injected
 from hardneg.data.splits import carve_dev
 from hardneg.data.thin import (MANIFEST, HiddenManifest, eval_manifest, hidden_for, is_thinned, load_hidden,
                                plan_thinning, restore_hidden, thin_dataset, verify_thinned)
@@ -112,14 +112,24 @@ def test_choice_is_seeded_nested_and_independent_of_file_order(src: Path, tmp_pa
 
 
 @pytest.mark.parametrize("kw, msg", [
-    ({"keep": 0}, "keep must be an integer >= 1"), ({"keep": True}, "keep must be"), ({"keep": 1.5}, "keep must be"),
-    ({"keep": 1, "order": "score"}, "order must be one of grade, random"),
+    ({"keep": 0}, "thin --keep: keep must be an integer >= 1"), ({"keep": True}, "--keep: keep must be"),
+    ({"keep": 1.5}, "--keep: keep must be"), ({"keep": 1, "order": "score"}, "--order: order must be one of grade, random"),
+    ({"keep": 1, "seed": "0"}, "--seed: seed must be an integer"), ({"keep": 1, "split": ""}, "--split: split must be"),
     ({"keep": 1, "split": "dev"}, 'split "dev" does not exist'),
 ])
 def test_bad_arguments_write_nothing(src: Path, tmp_path: Path, kw: dict, msg: str):
     with pytest.raises(HardnegError, match=msg) as exc:
         thin_dataset(src, tmp_path / "out", **kw)
-    assert "\n" not in str(exc.value)
+    assert "\n" not in str(exc.value) and "Fix: " in str(exc.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_split_without_positives_is_refused(tmp_path: Path):
+    src = write_beir(tmp_path / "src", docs=DOCS, queries=QUERIES,
+                     qrels={"train": [("qa", "d1", 0), ("qb", "d2", 0)], "test": QRELS["test"]})
+    with pytest.raises(HardnegError, match="split train has no positive judgement") as exc:
+        thin_dataset(src, tmp_path / "out", keep=1)
+    assert "qrels/train.tsv" in str(exc.value)
     assert not (tmp_path / "out").exists()
 
 
@@ -218,6 +228,25 @@ def test_cli_evaluate_on_a_thinned_folder_equals_the_source(src: Path, tmp_path:
     assert pq["qt"]["judged@10"] == pytest.approx(0.2)
 
 
+def test_a_thinned_arguana_keeps_arguanas_evaluation_rule(tmp_path: Path, capsys):
+    # ArguAna drops a retrieved document whose id is the query's; a copy in a folder named "k1" must do the same
+    docs = DOCS + [("qt", "T", "query t text")]  # a document with the test query's id
+    src = write_beir(tmp_path / "arguana", docs=docs, queries=QUERIES, qrels=QRELS)
+    dst = tmp_path / "k1"
+    thin_dataset(src, dst, keep=1)
+    assert descriptor_of(load_dataset(dst, "test")).ignore_identical_ids
+    assert not descriptor_of(load_dataset(write_beir(tmp_path / "k2", qrels=QRELS, docs=docs, queries=QUERIES),
+                                          "test")).ignore_identical_ids  # a plain folder: by its own name
+    runs = []
+    for data in (src, dst):
+        out = tmp_path / f"e-{data.name}"
+        code, _, err = run_cli(["evaluate", "--model", "hash", "--data", str(data), "--split", "test", "-q",
+                                "--out", str(out), "--cache", str(tmp_path / "c")], capsys)
+        assert code == 0, err
+        runs.append((out / "run.trec").read_bytes())
+    assert runs[0] == runs[1] and b"qt Q0 qt " not in runs[0]
+
+
 # -- Judged@10 --------------------------------------------------------------------------------------------------
 
 def test_judged_at_k_by_hand():
@@ -226,10 +255,14 @@ def test_judged_at_k_by_hand():
            "q2": {"x": 0.5, "z": 0.4},  # only a rel-0 judgement: still measured (ir_measures does too)
            "zz": {"a": 1.0}}  # not a qrels query: ignored; q3 is missing from the run: 0, counted in the mean
     agg, per = compute_metrics(qrels, run, judged_at=(10, 2))
-    assert per["q"]["judged@10"] == pytest.approx(3 / 10) and per["q"]["judged@2"] == pytest.approx(1 / 2)
-    assert per["q2"]["judged@10"] == pytest.approx(1 / 10) and per["q2"]["judged@2"] == pytest.approx(1 / 2)
+    # fewer than k retrieved: divided by the number retrieved, as ir_measures' judged_provider does
+    assert per["q"]["judged@10"] == pytest.approx(3 / 5) and per["q"]["judged@2"] == pytest.approx(1 / 2)
+    assert per["q2"]["judged@10"] == pytest.approx(1 / 2) and per["q2"]["judged@2"] == pytest.approx(1 / 2)
     assert per["q3"]["judged@10"] == 0.0
-    assert agg["judged@10"] == pytest.approx((0.3 + 0.1 + 0.0) / 3)
+    assert agg["judged@10"] == pytest.approx((0.6 + 0.5 + 0.0) / 3)
+    eleven = {f"d{i:02d}": 1.0 - i / 100 for i in range(11)}  # 11 retrieved, d00 and d10 judged: d10 is 11th
+    _, per = compute_metrics({"q": {"d00": 1, "d10": 0}}, {"q": eleven}, judged_at=(10,))
+    assert per["q"]["judged@10"] == pytest.approx(1 / 10)
     # ties follow trec_eval's order (docid descending): e, b, a -> the top 2 hold one judged doc
     _, per = compute_metrics({"q": {"a": 1, "b": 0}}, {"q": {"a": 0.5, "e": 0.5, "b": 0.5}}, judged_at=(2,))
     assert per["q"]["judged@2"] == 0.5

@@ -134,7 +134,7 @@ def load_beir(folder: str | Path, split: str, *, name: str | None = None,
     folder = Path(folder)
     if not folder.exists():
         raise HardnegError("data folder not found", where=folder,
-                           fix="pass a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a BEIR dataset name")
+                           fix="pass a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
     if not folder.is_dir():
         raise HardnegError("data path is not a folder", where=folder,
                            fix="pass a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")

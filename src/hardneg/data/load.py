@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hardneg.data.beir import load_beir
+from hardneg.data.descriptors import Descriptor, descriptor_for
 from hardneg.errors import HardnegError
 from hardneg.types import DataSource, Dataset
 
@@ -63,3 +64,17 @@ def strip_if_injected(data: str | Path, ds: Dataset) -> Dataset:
         logging.getLogger("hardneg").info("%s has hidden positives: evaluating with the source's qrels", p)
         return restore_hidden(ds, hidden)
     return ds
+
+
+def descriptor_of(ds: Dataset) -> Descriptor:
+    """The BEIR facts of ``ds`` (``ignore_identical_ids``, instruction): by its name, except that a folder written by
+    ``hardneg inject`` or ``hardneg thin`` takes its source dataset's (the copy's folder name, e.g. ``k1``, need
+    not say it is ArguAna, whose evaluation drops a document with the query's id)."""
+    src = ds.source
+    if src is not None and src.manifest and src.path:
+        from hardneg.io import read_json
+
+        origin = read_json(Path(src.path) / src.manifest).get("source", {})
+        if isinstance(origin, dict) and isinstance(origin.get("dataset"), str):
+            return descriptor_for(origin["dataset"])
+    return descriptor_for(ds.name)

@@ -1,7 +1,8 @@
 """Thinned labels: copy a BEIR folder keeping only K positives per query of one split; the rest become hidden.
 
-``thin_dataset`` writes a new BEIR folder in which every file is a byte-for-byte copy of the source except
-``qrels/<split>.tsv``: that file keeps the source's header and line order (and line endings), minus the rows of
+``thin_dataset`` writes a new BEIR folder whose ``corpus.jsonl``, ``queries.jsonl`` and other splits' qrels are
+byte-for-byte copies of the source's (nothing else of the source folder is copied), and whose
+``qrels/<split>.tsv`` keeps the source's header and line order (and line endings), minus the rows of
 the hidden positives. Judgements with relevance <= 0 (non-relevant) always stay. ``hidden.json`` (the manifest)
 lists, per query, the hidden positives and their grades, with the settings and the source's checksums. The hidden
 positives are still in the corpus, now unlabelled: false negatives whose identity is known, like the traps of
@@ -161,17 +162,21 @@ def restore_hidden(dataset: Dataset, manifest: HiddenManifest) -> Dataset:
 # -- thinning ---------------------------------------------------------------------------------------------------
 
 def _check_args(keep: int, order: str, seed: int, split: str) -> None:
-    problems = []
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        problems.append(f"keep must be an integer >= 1, got {keep!r}")
+    """The first bad argument, as one error naming its flag."""
+    def bad_int(v: Any) -> bool:
+        return isinstance(v, bool) or not isinstance(v, int)
+
+    if bad_int(keep) or keep < 1:
+        raise HardnegError(f"keep must be an integer >= 1, got {keep!r}", where="thin --keep",
+                           fix="keep at least one positive per query, e.g. --keep 1")
     if order not in ORDERS:
-        problems.append(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        problems.append(f"seed must be an integer, got {seed!r}")
+        raise HardnegError(f"order must be one of {', '.join(ORDERS)}, got {order!r}", where="thin --order",
+                           fix="use --order grade (highest grade first) or --order random")
+    if bad_int(seed):
+        raise HardnegError(f"seed must be an integer, got {seed!r}", where="thin --seed", fix="use e.g. --seed 0")
     if not isinstance(split, str) or not split:
-        problems.append(f"split must be a non-empty string, got {split!r}")
-    if problems:
-        raise HardnegError("; ".join(problems), fix="use --keep K >= 1 and --order grade or random")
+        raise HardnegError(f"split must be a non-empty string, got {split!r}", where="thin --split",
+                           fix="name a split that has qrels, e.g. --split train")
 
 
 def _check_src(src: Path) -> None:
@@ -216,7 +221,8 @@ def _thinned_qrels_bytes(path: Path, drop_lines: set[int]) -> bytes:
 def thin_dataset(src_folder: str | Path, dst_folder: str | Path, *, keep: int, order: str = "grade",
                  seed: int = 0, split: str = "train", overwrite: bool = False) -> dict[str, Any]:
     """Write a copy of a BEIR folder keeping ``keep`` positives per query of ``split``; returns the manifest (a
-    dict). Every file but ``qrels/<split>.tsv`` is copied byte for byte; written atomically (temp folder, rename).
+    dict). ``corpus.jsonl``, ``queries.jsonl`` and the other splits' qrels are copied byte for byte (any other file
+    of the folder is not copied); written atomically (temp folder, rename).
     Bad input (keep < 1, a missing split, an output inside the source, an already thinned or injected source)
     raises HardnegError before anything is written."""
     _check_args(keep, order, seed, split)
@@ -224,6 +230,9 @@ def thin_dataset(src_folder: str | Path, dst_folder: str | Path, *, keep: int, o
     if src.is_dir():
         _check_src(src)
     dataset = load_beir(src, split)  # strict validation of the split (ids in corpus and queries)
+    if not any(g > 0 for rels in dataset.qrels.values() for g in rels.values()):
+        raise HardnegError(f"split {split} has no positive judgement (every grade is <= 0): nothing to thin",
+                           where=src / "qrels" / f"{split}.tsv", fix="thin a split with positives, e.g. --split train")
     check_output(dst, "thin", inputs=[src], legacy=is_thinned, overwrite=overwrite)
     qrels_rel = f"qrels/{split}.tsv"
     _, where = load_qrels(src / qrels_rel, split=split)

@@ -19,7 +19,8 @@ Semantics, checked against BEIR (``beir/retrieval/evaluation.py``, ``custom_metr
   C code reads out of bounds when every judgement of a query is negative. Run queries absent from qrels
   are ignored. Means are plain means, not rounded (BEIR rounds to 5 places).
 - Judged@k is ir_measures' ``Judged@k``: the number of the top k retrieved docs that have any judgement for the
-  query (any grade, 0 and negative included) divided by k (not by the number retrieved). It is computed for every
+  query (any grade, 0 and negative included) divided by k, or by the number retrieved when fewer than k came
+  back (ir_measures' ``judged_provider``; only a tiny corpus retrieves fewer than 10). It is computed for every
   qrels query (one with only rel <= 0 judgements too; one missing from the run scores 0 and counts in the mean,
   where ir_measures would skip it), on the same trec_eval ranking as MRR (ir_measures breaks score ties by docid
   ascending instead, which can only matter for a doc tied at rank k).
@@ -171,7 +172,7 @@ def compute_metrics(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Ma
                 continue
             top = [d in judged for d, _ in ranked({str(d): float(s) for d, s in docs.items()}, kmax)]
             for k in jd:
-                per_query[q][f"judged@{k}"] = sum(top[:k]) / k
+                per_query[q][f"judged@{k}"] = sum(top[:k]) / min(k, len(top))  # ir_measures: / retrieved if < k
 
     n = len(per_query)
     aggregate: dict[str, float] = {m: math.fsum(pq[m] for pq in per_query.values()) / n for m in names}

@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hardneg.data.descriptors import descriptor_for
+from hardneg.data.load import descriptor_of
 from hardneg.encode.backend import release_workers
 from hardneg.encode.cache import encode_cached
 from hardneg.encode.encoder import EncoderSpec, encoder_precision, load_encoder
@@ -38,7 +38,7 @@ def evaluate_model(spec: EncoderSpec | str, dataset: Dataset, *, cache_dir: Path
     if problem is not None:  # checked before any encoding; a depth beyond the corpus is clamped by the search
         raise HardnegError(problem, where="evaluate depth", fix="use e.g. depth 1000 (BEIR's)")
     if ignore_identical_ids is None:
-        ignore_identical_ids = descriptor_for(dataset.name).ignore_identical_ids
+        ignore_identical_ids = descriptor_of(dataset).ignore_identical_ids
     t = {}
     t0 = time.perf_counter()
     encoder = load_encoder(spec, cache_dir)

@@ -24,9 +24,8 @@ from pathlib import Path
 
 from hardneg.data.inject import manifest_for
 from hardneg.data.thin import hidden_for
-from hardneg.data.load import load_dataset, load_eval_dataset, strip_if_injected
+from hardneg.data.load import descriptor_of, load_dataset, load_eval_dataset, strip_if_injected
 from hardneg.data.mined import read_mined
-from hardneg.data.descriptors import descriptor_for
 from hardneg.data.splits import carve_dev
 from hardneg.encode.encoder import EncoderSpec, load_encoder
 from hardneg.encode.models import default_cache_dir
@@ -44,7 +43,7 @@ from hardneg.train.trainer import train
 from hardneg.types import Dataset
 
 log = logging.getLogger("hardneg")
-METRICS = ("ndcg@10", "recall@100", "mrr@10")
+METRICS = ("ndcg@10", "recall@100", "mrr@10", "judged@10")  # the summary table `hardneg run` prints
 
 
 def dataset_id(ds: Dataset) -> dict:
@@ -135,7 +134,7 @@ def train_stage(cfg: RunConfig, out: Path, ctx: Context, mine_dir: Path, timings
     tcfg = cfg.train if cfg.train.n_negatives is not None else replace(cfg.train, n_negatives=strategy.n)
     if "{instruction}" in tcfg.query_prompt:  # per-dataset task instruction (NV-Retriever / E5-Mistral style)
         tcfg = replace(tcfg, query_prompt=tcfg.query_prompt.replace(
-            "{instruction}", descriptor_for(ctx.splits["train"].name).instruction))
+            "{instruction}", descriptor_of(ctx.splits["train"]).instruction))
 
     def build(folder: Path) -> None:
         rows = read_mined(mine_dir / strategy.slug / "mined.jsonl")

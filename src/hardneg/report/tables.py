@@ -84,10 +84,15 @@ def _has_judged(rows: list[dict]) -> bool:
     return any("test judged@10" in r for r in rows)
 
 
+def _number(m: dict, key: str) -> str:
+    """A base model's metric with 4 decimals; "–" where it was not measured (no dev split, no unseen query)."""
+    v = m.get(key)
+    return "–" if v is None or math.isnan(v) else f"{v:.4f}"
+
+
 def table_markdown(rows: list[dict], bases: dict, n_unseen: int) -> str:
-    nan = float("nan")
-    body = [["–", f"base {student} (no fine-tuning)", "", "", "", f"{m.get('dev ndcg@10', nan):.4f}",
-             f"{m['test ndcg@10']:.4f}", "", f"{m['test recall@100']:.4f}", f"{m.get('unseen ndcg@10', nan):.4f}", ""]
+    body = [["–", f"base {student} (no fine-tuning)", "", "", "", _number(m, "dev ndcg@10"),
+             _number(m, "test ndcg@10"), "", _number(m, "test recall@100"), _number(m, "unseen ndcg@10"), ""]
             for student, m in bases.items()]
     body += [[r["teacher"], r["method"], r["config"], f"`{r['strategy']}`", str(len(r["seeds"])),
               cell(r, "dev ndcg@10"), cell(r, "test ndcg@10"), sig_mark(r, "vs naive test"),
@@ -96,7 +101,7 @@ def table_markdown(rows: list[dict], bases: dict, n_unseen: int) -> str:
     if _has_judged(rows):  # after test recall@100; "–" for a cell whose records predate Judged@10
         at = COLUMNS.index("test recall@100") + 1
         columns = COLUMNS[:at] + ["test judged@10"] + COLUMNS[at:]
-        cells = [("–" if "test judged@10" not in m else f"{m['test judged@10']:.4f}") for m in bases.values()]
+        cells = [_number(m, "test judged@10") for m in bases.values()]
         cells += [cell(r, "test judged@10") or "–" for r in rows]
         body = [b[:at] + [c] + b[at:] for b, c in zip(body, cells)]
     lines = md_table(columns, body)
@@ -139,10 +144,12 @@ def best_markdown(rows: list[dict]) -> str:
         k = (r["teacher"], r["method"])
         if "dev ndcg@10" in r and (k not in best or r["dev ndcg@10"][0] > best[k]["dev ndcg@10"][0]):
             best[k] = r
+    judged = _has_judged(rows)  # a column only when records have it (older ones predate Judged@10)
     lines = md_table(["teacher", "method", "config (chosen on dev)", "dev nDCG@10", "test nDCG@10", "vs naive (test)",
-                      "test Recall@100"],
+                      "test Recall@100"] + (["test Judged@10"] if judged else []),
                      [[teacher, method, r["config"] or "–", cell(r, "dev ndcg@10"), cell(r, "test ndcg@10"),
-                       sig_mark(r, "vs naive test"), cell(r, "test recall@100")] for (teacher, method), r in best.items()])
+                       sig_mark(r, "vs naive test"), cell(r, "test recall@100")]
+                      + ([cell(r, "test judged@10") or "–"] if judged else []) for (teacher, method), r in best.items()])
     return "\n".join(lines) + "\n"
 
 
