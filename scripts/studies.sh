@@ -129,7 +129,8 @@ calibration() {
   done
 }
 # Seed 0 of everything first (the grid, the mpnet/fusion curves, masking, re-mining, the all-positives reference
-# at the thinned study's 81 steps, the SciFact sampling curve), then seeds 1 and 2 in the same order.
+# at the thinned study's 81 steps, the SciFact sampling curve), then seeds 1 and 2: the grid and the reference
+# (the 3-seed rows) before masking and re-mining.
 ab configs/ablate-nfcorpus-thin.toml --seed 0
 calibration
 mask --seed 0
@@ -138,9 +139,9 @@ ab configs/ablate-nfcorpus-ref.toml --seed 0
 ab configs/ablate-scifact-sampling.toml   # the sampled top-k curve: its last seed-2 points
 for seed in 1 2; do
   ab configs/ablate-nfcorpus-thin.toml --seed $seed
+  ab configs/ablate-nfcorpus-ref.toml --seed $seed
   mask --seed $seed
   remine $seed
-  ab configs/ablate-nfcorpus-ref.toml --seed $seed
 done
 for r in 30 60; do
   [ -d "$R/data/scifact-r$r" ] || $HN inject --data ../shared/data/scifact --out "$R/data/scifact-r$r" --rate "0.$r" -q
