@@ -79,15 +79,18 @@ if dev:
     print(max(sorted(dev), key=lambda s: sum(dev[s]) / len(dev[s])))
 PY
 }
-student_of() {  # the train stage folder of (results folder, strategy, seed), or nothing
+student_of() {  # the train stage folder of (results folder, strategy, seed), or nothing; with a 4th argument
+  # "any", the stage folder of any such record, present on disk or not (a record seeded from reports/ has none)
   .venv/bin/python - "$@" <<'PY'
 import json, sys
 from pathlib import Path
 from hardneg.mining.strategy import parse_strategy
 out, want, seed = Path(sys.argv[1]).expanduser(), str(parse_strategy(sys.argv[2])), int(sys.argv[3])
+anyrec = sys.argv[4:] == ["any"]
 for line in (out / "results.jsonl").read_text().splitlines() if (out / "results.jsonl").is_file() else []:
     r = json.loads(line)
-    if r["point"]["strategy"] == want and r["point"]["seed"] == seed and (out / "stages" / r["stages"]["train"]).is_dir():
+    if r["point"]["strategy"] == want and r["point"]["seed"] == seed and (
+            anyrec or (out / "stages" / r["stages"]["train"]).is_dir()):
         print(out / "stages" / r["stages"]["train"])
         break
 PY
@@ -106,6 +109,8 @@ remine() {  # seed
   mkdir -p "$R/remine"
   for s in "topk(4)" "$(best_on_dev "$R/ablate-nfcorpus-thin")"; do
     [ -n "$s" ] || continue
+    # a point already re-mined (e.g. seeded from reports/) needs no student
+    [ -n "$(student_of "$R/ablate-nfcorpus-thin-remine" "$s" "$seed" any)" ] && continue
     d=$(student_of "$R/ablate-nfcorpus-thin" "$s" "$seed")
     if [ -z "$d" ]; then  # a results line seeded from reports/ has no stage folder here: train that point again
       ab configs/ablate-nfcorpus-thin.toml "grid.strategies=\"$s\"" "grid.seeds=$seed" \
