@@ -38,8 +38,9 @@ INTRO = {
     "thin": "Write a copy of a BEIR dataset with thinned labels: per query of the split, keep K positives (highest "
             "grade first, equal grades in a seeded order; or --order random) and move the others to hidden.json: "
             "they stay in the corpus, unlabelled, as known false negatives. The corpus, the queries and the other "
-            "splits' qrels (the test split included) are copied byte for byte, and judgements of grade 0 stay. Evaluation on such a folder puts "
-            "the hidden positives back; `hardneg mine` on it reports each strategy's hidden-positive recall.",
+            "splits' qrels (the test split included) are copied byte for byte, and judgements of grade 0 stay. "
+            "Evaluation on such a folder puts the hidden positives back; `hardneg mine` on it reports each "
+            "strategy's hidden-positive recall.",
     "diagnose": "False-negative diagnostics before training: per teacher and strategy, the hidden-positive catch "
                 "rate (hide one positive of each multi-positive query, mine, count how often it comes back as a "
                 "negative), negatives that are positives of near-duplicate queries, teacher overlap (Jaccard of "

@@ -70,11 +70,12 @@ def descriptor_of(ds: Dataset) -> Descriptor:
     """The BEIR facts of ``ds`` (``ignore_identical_ids``, instruction): by its name, except that a folder written by
     ``hardneg inject`` or ``hardneg thin`` takes its source dataset's (the copy's folder name, e.g. ``k1``, need
     not say it is ArguAna, whose evaluation drops a document with the query's id)."""
+    from hardneg.data import inject, thin
+
     src = ds.source
     if src is not None and src.manifest and src.path:
-        from hardneg.io import read_json
-
-        origin = read_json(Path(src.path) / src.manifest).get("source", {})
-        if isinstance(origin, dict) and isinstance(origin.get("dataset"), str):
-            return descriptor_for(origin["dataset"])
+        read = inject.load_manifest if src.manifest == inject.MANIFEST else thin.load_hidden
+        origin = read(Path(src.path) / src.manifest).source.get("dataset")
+        if isinstance(origin, str):
+            return descriptor_for(origin)
     return descriptor_for(ds.name)

@@ -149,7 +149,8 @@ def best_markdown(rows: list[dict]) -> str:
                       "test Recall@100"] + (["test Judged@10"] if judged else []),
                      [[teacher, method, r["config"] or "–", cell(r, "dev ndcg@10"), cell(r, "test ndcg@10"),
                        sig_mark(r, "vs naive test"), cell(r, "test recall@100")]
-                      + ([cell(r, "test judged@10") or "–"] if judged else []) for (teacher, method), r in best.items()])
+                      + ([cell(r, "test judged@10") or "–"] if judged else [])
+                      for (teacher, method), r in best.items()])
     return "\n".join(lines) + "\n"
 
 
